@@ -1,0 +1,130 @@
+"""Argument checks shared by every public entry point.
+
+Validation happens once, at the public surface: the backends (reference and kernels) assume clean,
+C-contiguous, finite arrays of one floating dtype. Every error names the argument, what was expected
+and what was given.
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+def check_option(name, value, options):
+    """Return `value` if it is one of `options`, else raise ValueError listing them."""
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{name} must be one of {sorted(options)}, got {value!r}")
+    return value
+
+
+def check_dtype(dtype):
+    """Return the numpy float type named by `dtype` ('float32' / 'float64' or the numpy type)."""
+    try:
+        key = np.dtype(dtype).name
+    except TypeError:
+        key = None
+    if key not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    return DTYPES[key]
+
+
+def check_sizes(sizes):
+    """Return sizes as a tuple of ints (n_inputs, n_hidden, n_outputs), all positive.
+
+    The layout (inputs, hidden..., outputs) leaves room for more hidden layers; one is implemented.
+    """
+    try:
+        sizes = tuple(sizes)
+    except TypeError:
+        raise TypeError(f"sizes must be a sequence of layer widths, got {sizes!r}") from None
+    if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in sizes):
+        raise TypeError(f"sizes must hold integers, got {sizes!r}")
+    if len(sizes) != 3:
+        raise ValueError(
+            f"sizes must be (n_inputs, n_hidden, n_outputs): three integers, got {len(sizes)}: {sizes!r}"
+        )
+    if any(s <= 0 for s in sizes):
+        raise ValueError(f"sizes must all be positive, got {sizes!r}")
+    return tuple(int(s) for s in sizes)
+
+
+def check_scalar(name, value, *, low=0.0, low_inclusive=True):
+    """Return `value` as a finite float above `low` (or equal, if `low_inclusive`)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if value < low or (value == low and not low_inclusive):
+        relation = ">=" if low_inclusive else ">"
+        raise ValueError(f"{name} must be {relation} {low:g}, got {value!r}")
+    return value
+
+
+def check_int(name, value, *, low=1):
+    """Return `value` as an int >= `low`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value!r}")
+    return int(value)
+
+
+def check_array(name, a, *, ndim, dtype=None, shape=None):
+    """Return `a` as a finite, non-empty, C-contiguous float array of `ndim` dimensions.
+
+    dtype: the float type to cast to; None keeps a float32/float64 input's own type (others become
+    float64). shape: expected shape, None for "any" in a position.
+    """
+    if isinstance(a, (str, bytes)):
+        raise TypeError(f"{name} must be a numeric array, got a string")
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got {arr.ndim}-D array of shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
+    if shape is not None:
+        for axis, (want, got) in enumerate(zip(shape, arr.shape)):
+            if want is not None and want != got:
+                raise ValueError(
+                    f"{name} must have shape {_shape_text(shape)}, got {arr.shape} "
+                    f"(axis {axis} is {got}, expected {want})"
+                )
+    if dtype is None:
+        dtype = arr.dtype.type if arr.dtype.type in (np.float32, np.float64) else np.float64
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise ValueError(f"{name} must be finite, found {arr[tuple(bad)]} at index {tuple(int(i) for i in bad)}")
+    return arr
+
+
+def check_labels(name, y, *, n_classes=None, n_samples=None):
+    """Return integer class labels `y` (N,) as int64, each in [0, n_classes)."""
+    arr = np.asarray(y)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D class labels, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} must not be empty")
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all() or (arr != np.round(arr)).any():
+            raise ValueError(f"{name} must hold integer class labels, got non-integer values")
+    elif arr.dtype.kind not in "biu":
+        raise TypeError(f"{name} must hold integer class labels, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if n_samples is not None and len(arr) != n_samples:
+        raise ValueError(f"{name} must have {n_samples} labels (one per row of X), got {len(arr)}")
+    if (arr < 0).any() or (n_classes is not None and (arr >= n_classes).any()):
+        raise ValueError(
+            f"{name} must hold labels in [0, {n_classes}), got values from {arr.min()} to {arr.max()}"
+        )
+    return arr
+
+
+def _shape_text(shape):
+    return "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"

@@ -1,0 +1,96 @@
+"""Bad input gets a clear error naming the argument, never a crash deep inside numpy."""
+
+import numpy as np
+import pytest
+
+import fastmlp
+
+X = np.zeros((4, 2))
+Y = fastmlp.one_hot([0, 1, 0, 1], 2)
+
+
+@pytest.fixture
+def net(backend):
+    return fastmlp.MLP((2, 3, 2), backend=backend)
+
+
+@pytest.mark.parametrize("X_bad, error, message", [
+    (np.zeros(4), ValueError, r"X must be 2-D, got 1-D"),
+    (np.zeros((4, 2, 1)), ValueError, r"X must be 2-D, got 3-D"),
+    (np.zeros((4, 3)), ValueError, r"X must have shape \(N, 2\), got \(4, 3\)"),
+    (np.zeros((0, 2)), ValueError, r"X must not be empty"),
+    (np.array([[0.0, np.nan]]), ValueError, r"X must be finite, found nan at index \(0, 1\)"),
+    (np.array([[0.0, np.inf]]), ValueError, r"X must be finite, found inf"),
+    (np.zeros((4, 2), dtype=object), TypeError, r"X must hold real numbers, got dtype object"),
+    (np.zeros((4, 2), dtype=complex), TypeError, r"X must hold real numbers, got dtype complex128"),
+    (np.array([["a", "b"]]), TypeError, r"X must hold real numbers, got dtype <U1"),
+    ("ab", TypeError, r"X must be a numeric array, got a string"),
+])
+def test_bad_X(net, X_bad, error, message):
+    with pytest.raises(error, match=message):
+        net.forward(X_bad)
+    with pytest.raises(error, match=message):
+        net.step(X_bad, Y, 0.1)
+
+
+@pytest.mark.parametrize("Y_bad, message", [
+    (np.zeros((4, 3)), r"Y must have shape \(N, 2\), got \(4, 3\)"),
+    (np.zeros(4), r"Y must be 2-D"),
+    (np.zeros((3, 2)), r"X and Y must have the same number of rows, got 4 and 3"),
+    (np.full((4, 2), np.nan), r"Y must be finite"),
+])
+def test_bad_Y(net, Y_bad, message):
+    with pytest.raises(ValueError, match=message):
+        net.loss_and_gradients(X, Y_bad)
+    with pytest.raises(ValueError, match=message):
+        net.step(X, Y_bad, 0.1)
+
+
+@pytest.mark.parametrize("y_bad, error, message", [
+    ([0, 1, 2, 0], ValueError, r"y must hold labels in \[0, 2\)"),
+    ([0, 1, 0], ValueError, r"y must have 4 labels"),
+    ([0.5, 1, 0, 1], ValueError, r"y must hold integer class labels"),
+    (np.zeros((4, 1)), ValueError, r"y must be 1-D"),
+])
+def test_bad_labels(net, y_bad, error, message):
+    with pytest.raises(error, match=message):
+        net.score(X, y_bad)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(lr=0.0), ValueError, r"lr must be > 0, got 0.0"),
+    (dict(lr=-1.0), ValueError, r"lr must be > 0"),
+    (dict(lr=float("nan")), ValueError, r"lr must be finite, got nan"),
+    (dict(lr=float("inf")), ValueError, r"lr must be finite"),
+    (dict(lr="0.1"), TypeError, r"lr must be a real number, got str"),
+    (dict(lr=0.1, reg=-1.0), ValueError, r"reg must be >= 0"),
+    (dict(lr=0.1, reg=float("nan")), ValueError, r"reg must be finite"),
+    (dict(lr=0.1, penalty="l3"), ValueError, r"penalty must be one of \['l1', 'l2'\], got 'l3'"),
+])
+def test_bad_step_options(net, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        net.step(X, Y, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(sizes=(2, 3)), ValueError, r"sizes must be \(n_inputs, n_hidden, n_outputs\)"),
+    (dict(sizes=(2, 0, 2)), ValueError, r"sizes must all be positive"),
+    (dict(sizes=(2, 3.5, 2)), TypeError, r"sizes must hold integers"),
+    (dict(sizes=5), TypeError, r"sizes must be a sequence"),
+    (dict(sizes=(2, 3, 2), backend="torch"), ValueError, r"backend must be one of \['numba', 'numpy'\], got 'torch'"),
+    (dict(sizes=(2, 3, 2), dtype="float16"), ValueError, r"dtype must be one of \['float32', 'float64'\], got 'float16'"),
+    (dict(sizes=(2, 3, 2), dtype="banana"), ValueError, r"dtype must be one of"),
+    (dict(sizes=(2, 3, 2), bias="yes"), TypeError, r"bias must be True or False"),
+])
+def test_bad_constructor_arguments(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        fastmlp.MLP(**kwargs)
+
+
+def test_one_hot_and_xor_arguments():
+    with pytest.raises(ValueError, match=r"y must hold labels in \[0, 2\)"):
+        fastmlp.one_hot([0, 2], 2)
+    with pytest.raises(ValueError, match="n_classes must be >= 1"):
+        fastmlp.one_hot([0], 0)
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        fastmlp.datasets.xor(n=0)
