@@ -4,5 +4,12 @@ from . import datasets
 from .datasets import one_hot
 from .network import MLP
 
-__all__ = ["MLP", "datasets", "one_hot"]
+
+def warmup(dtypes=("float64", "float32")):
+    """Compile every Numba kernel now (or load it from the on-disk cache); returns seconds per dtype."""
+    from .kernels import warmup as compile_kernels
+    return compile_kernels(dtypes)
+
+
+__all__ = ["MLP", "datasets", "one_hot", "warmup"]
 __version__ = "0.1.0"

@@ -8,7 +8,7 @@ from .validation import (
     check_array, check_dtype, check_labels, check_option, check_scalar, check_sizes,
 )
 
-DEFAULT_BACKEND = "numpy"
+DEFAULT_BACKEND = "numba"
 
 
 class MLP:

@@ -129,3 +129,38 @@ def step(X, Y, W1, b1, W2, b2, lr, reg=0.0, penalty="l2", bias=True):
         b1 -= lr * dLoss_db1
         b2 -= lr * dLoss_db2
     return loss_value
+
+
+def train_loop(Xb, Yb, batch_size, lrs, reg, penalty, clip_norm, bias, W1, b1, W2, b2,
+               Xe, ye, Xv, Yv, yv, eval_every, step0, eval_last,
+               losses, grad_norms, accuracies, val_losses, val_accuracies):
+    """Run len(lrs) gradient-descent steps in place; returns how many finished (fewer on divergence).
+
+    Step t trains on rows [start, start + batch_size) of Xb, Yb with start = (t * batch_size) % len(Xb)
+    (clipped at the end of Xb), at learning rate lrs[t]. Its gradient's global norm is clipped to
+    clip_norm when clip_norm > 0. It writes the pre-update loss and the gradient norm to losses[t],
+    grad_norms[t]; a non-finite one stops the loop before the update. After the update, on steps where
+    (step0 + t + 1) % eval_every == 0 (and on the last if eval_last), it writes the accuracy on
+    (Xe, ye) to accuracies[t] and, if Xv has rows, the loss and accuracy on (Xv, Yv, yv).
+    """
+    params = [W1, b1, W2, b2] if bias else [W1, W2]
+    for t in range(len(lrs)):
+        start = (t * batch_size) % len(Xb)
+        batch = slice(start, min(start + batch_size, len(Xb)))
+        loss_value, (dW1, db1, dW2, db2) = loss_and_gradients(
+            Xb[batch], Yb[batch], W1, b1, W2, b2, reg, penalty)
+        grads = [dW1, db1, dW2, db2] if bias else [dW1, dW2]
+        grad_norm = np.sqrt(sum(np.sum(g.astype(np.float64) ** 2) for g in grads))
+        losses[t], grad_norms[t] = loss_value, grad_norm
+        if not (np.isfinite(loss_value) and np.isfinite(grad_norm)):
+            return t
+        scale = clip_norm / grad_norm if 0 < clip_norm < grad_norm else 1.0
+        lr = Xb.dtype.type(lrs[t] * scale)
+        for p, g in zip(params, grads):
+            p -= lr * g
+        if (step0 + t + 1) % eval_every == 0 or (eval_last and t == len(lrs) - 1):
+            accuracies[t] = np.mean(np.argmax(forward(Xe, W1, b1, W2, b2), axis=1) == ye)
+            if len(Xv):
+                val_losses[t] = loss(Xv, Yv, W1, b1, W2, b2, reg, penalty)
+                val_accuracies[t] = np.mean(np.argmax(forward(Xv, W1, b1, W2, b2), axis=1) == yv)
+    return len(lrs)
