@@ -2,7 +2,8 @@
 
 from . import datasets
 from .datasets import one_hot
-from .network import MLP
+from .network import MLP, load
+from .training import DivergenceError, History
 
 
 def warmup(dtypes=("float64", "float32")):
@@ -11,5 +12,5 @@ def warmup(dtypes=("float64", "float32")):
     return compile_kernels(dtypes)
 
 
-__all__ = ["MLP", "datasets", "one_hot", "warmup"]
+__all__ = ["MLP", "load", "one_hot", "datasets", "DivergenceError", "History", "warmup"]
 __version__ = "0.1.0"

@@ -2,8 +2,10 @@
 
 import numpy as np
 
+from . import training
 from .backends import BACKENDS, get_backend
 from .reference import PENALTIES
+from .files import atomic_path
 from .validation import (
     check_array, check_dtype, check_labels, check_option, check_scalar, check_sizes,
 )
@@ -142,6 +144,36 @@ class MLP:
         reg, penalty = _check_reg(reg, penalty)
         return self._backend.step(X, Y, *self._params(), lr, reg, penalty, self.bias)
 
+    def fit(self, X, y, *, lr, steps, batch_size=None, shuffle=False, reg=0.0, penalty="l2",
+            schedule="constant", decay=1e-3, clip_norm=None, eval_every=100, eval_set=None,
+            snapshot_every=None, seed=None, progress=True, on_divergence="raise"):
+        """Train by gradient descent on integer labels y; returns a History (`history.frame`).
+
+        batch_size: None for full batch. shuffle=False trains every step on the first batch_size
+        samples (the article's run); True deals a fresh permutation each epoch (seeded by `seed`).
+        reg, penalty: the loss's regularisation ("l2" or "l1"). schedule: "constant", "inverse"
+        (lr / (1 + decay t)) or "exponential" (lr exp(-decay t)), t the 0-based step. clip_norm: clip
+        the gradient's global norm. eval_every: record a row every this many steps (and the last):
+        loss (the step's pre-update batch loss), accuracy (on all of X, y, after the update), lr,
+        grad_norm, and val_loss / val_accuracy on eval_set=(X_val, y_val). snapshot_every: keep a
+        copy of the parameters this often (for animations). on_divergence: "raise" a DivergenceError
+        or "stop" with a warning and return the history so far.
+        """
+        return training.fit(
+            self, X, y, lr=lr, steps=steps, batch_size=batch_size, shuffle=shuffle, reg=reg,
+            penalty=penalty, schedule=schedule, decay=decay, clip_norm=clip_norm,
+            eval_every=eval_every, eval_set=eval_set, snapshot_every=snapshot_every, seed=seed,
+            progress=progress, on_divergence=on_divergence)
+
+    def save(self, path):
+        """Write the network to an .npz file (sizes, bias, dtype, backend, parameters), atomically."""
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, format=np.array(MODEL_FORMAT), sizes=np.array(self.sizes),
+                         bias=np.array(self.bias), dtype=np.array(self.dtype.name),
+                         backend=np.array(self.backend), W1=self._W1, W2=self._W2,
+                         b1=self._b1, b2=self._b2)
+
     def __repr__(self):
         return (f"MLP({self.sizes}, bias={self.bias}, backend={self.backend!r}, "
                 f"dtype={self.dtype.name!r})")
@@ -155,3 +187,27 @@ def _read_only(a):
     view = a.view()
     view.flags.writeable = False
     return view
+
+
+MODEL_FORMAT = "fastmlp-model-1"
+MODEL_KEYS = {"format", "sizes", "bias", "dtype", "backend", "W1", "W2", "b1", "b2"}
+
+
+def load(path):
+    """Read a network written by MLP.save; a truncated or foreign file raises ValueError."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = MODEL_KEYS - set(data.files)
+            if missing or str(data["format"]) != MODEL_FORMAT:
+                raise ValueError(f"missing {sorted(missing)}" if missing else "unknown format")
+            fields = {k: data[k] for k in MODEL_KEYS}
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"{path} is not a readable fastmlp model file ({exc})") from None
+    net = MLP(tuple(int(s) for s in fields["sizes"]), bias=bool(fields["bias"]),
+              backend=str(fields["backend"]), dtype=str(fields["dtype"]))
+    net.weights = [fields["W1"], fields["W2"]]
+    if net.bias:
+        net.biases = [fields["b1"], fields["b2"]]
+    return net

@@ -1,0 +1,24 @@
+"""Files are written whole or not at all: into a temporary file beside the target, then renamed."""
+
+import contextlib
+import os
+import pathlib
+import tempfile
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path in the target's folder; on success rename it onto `path`.
+
+    On any error the temporary file is removed and `path` is left as it was. The folder is created.
+    """
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield pathlib.Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

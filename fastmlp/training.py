@@ -1,0 +1,165 @@
+"""fit: batches, learning-rate schedules, penalties, clipping, evaluation, History and divergence.
+
+The steps themselves run in the backend's train_loop (a Python loop in the reference, one compiled
+call in the kernels); fit only cuts the run into segments (at snapshots, epochs and every
+SEGMENT_STEPS steps, for the progress bar) and gathers what they record.
+"""
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from .datasets import one_hot
+from .reference import PENALTIES
+from .validation import check_int, check_labels, check_option, check_scalar
+
+SEGMENT_STEPS = 20_000
+
+
+def constant_schedule(lr, decay, t):
+    return np.full(t.shape, lr)
+
+
+def inverse_schedule(lr, decay, t):
+    """lr / (1 + decay * t)"""
+    return lr / (1.0 + decay * t)
+
+
+def exponential_schedule(lr, decay, t):
+    """lr * exp(-decay * t)"""
+    return lr * np.exp(-decay * t)
+
+
+SCHEDULES = {
+    "constant": constant_schedule,
+    "inverse": inverse_schedule,
+    "exponential": exponential_schedule,
+}
+
+
+class DivergenceError(FloatingPointError):
+    """Training produced a NaN or infinite loss, gradient or weight; `history` holds the run so far."""
+
+    def __init__(self, step, last_loss, history):
+        self.step, self.last_loss, self.history = step, last_loss, history
+        super().__init__(
+            f"training diverged at step {step}: the loss or gradient is no longer finite "
+            f"(last finite loss {last_loss:.6g}). Remedies: a smaller lr, a decaying schedule "
+            f"('inverse' or 'exponential'), a stronger reg or penalty='l1', or clip_norm."
+        )
+
+
+class History:
+    """What a fit recorded: `frame` (pandas, one row per evaluation) and parameter `snapshots`."""
+
+    def __init__(self, frame, snapshots, diverged_at=None):
+        self.frame = frame
+        self.snapshots = snapshots          # list of (step, [parameters]) copies
+        self.diverged_at = diverged_at
+
+    def __repr__(self):
+        return f"History({len(self.frame)} evaluations, {len(self.snapshots)} snapshots)"
+
+
+def fit(net, X, y, *, lr, steps, batch_size=None, shuffle=False, reg=0.0, penalty="l2",
+        schedule="constant", decay=1e-3, clip_norm=None, eval_every=100, eval_set=None,
+        snapshot_every=None, seed=None, progress=True, on_divergence="raise"):
+    """Train `net` in place by gradient descent; see MLP.fit for the arguments. Returns a History."""
+    X = net._check_X(X)
+    n_classes = net.sizes[-1]
+    y = check_labels("y", y, n_classes=n_classes, n_samples=len(X))
+    lr = check_scalar("lr", lr, low=0.0, low_inclusive=False)
+    steps = check_int("steps", steps)
+    batch_size = len(X) if batch_size is None else check_int("batch_size", batch_size)
+    if batch_size > len(X):
+        raise ValueError(f"batch_size must be at most the number of samples ({len(X)}), got {batch_size}")
+    reg = check_scalar("reg", reg)
+    penalty = check_option("penalty", penalty, PENALTIES)
+    schedule = check_option("schedule", schedule, SCHEDULES)
+    decay = check_scalar("decay", decay)
+    clip_norm = 0.0 if clip_norm is None else check_scalar("clip_norm", clip_norm, low_inclusive=False)
+    eval_every = check_int("eval_every", eval_every)
+    snapshot_every = steps if snapshot_every is None else check_int("snapshot_every", snapshot_every)
+    on_divergence = check_option("on_divergence", on_divergence, {"raise", "stop"})
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
+    Xv, yv = _check_eval_set(net, eval_set)
+    Y = one_hot(y, n_classes).astype(X.dtype)
+    Yv = np.zeros((len(yv), n_classes), X.dtype)
+    Yv[np.arange(len(yv)), yv] = 1
+    lrs = SCHEDULES[schedule](lr, decay, np.arange(steps, dtype=np.float64))
+    rng = np.random.default_rng(seed)
+    steps_per_epoch = math.ceil(len(X) / batch_size)
+    W1, b1, W2, b2 = net._params()
+    curves = {k: np.full(steps, np.nan) for k in
+              ("loss", "grad_norm", "accuracy", "val_loss", "val_accuracy")}
+    snapshots = [(0, [p.copy() for p in net.parameters])]
+    bar = _progress_bar(steps, progress)
+    done = 0
+    order = np.arange(len(X))
+    while done < steps:
+        if shuffle and done % steps_per_epoch == 0:
+            order = rng.permutation(len(X))
+            Xs, Ys = X[order], Y[order]
+        elif not shuffle:
+            Xs, Ys = X[:batch_size], Y[:batch_size]
+        into_epoch = done % steps_per_epoch if shuffle else 0
+        stop = min(steps, done + SEGMENT_STEPS, (done // snapshot_every + 1) * snapshot_every)
+        if shuffle:
+            stop = min(stop, done - into_epoch + steps_per_epoch)
+        seg = slice(done, stop)
+        start_row = into_epoch * batch_size
+        n = net._backend.train_loop(
+            Xs[start_row:], Ys[start_row:], batch_size, lrs[seg], reg, penalty, clip_norm, net.bias,
+            W1, b1, W2, b2, X, y, Xv, Yv, yv, eval_every, done, stop == steps,
+            *(curves[k][seg] for k in ("loss", "grad_norm", "accuracy", "val_loss", "val_accuracy")))
+        if n < stop - done or not all(np.isfinite(p).all() for p in (W1, b1, W2, b2)):
+            failed = done + n
+            history = _history(curves, lrs, failed, snapshots, eval_set is not None, diverged_at=failed + 1)
+            if bar is not None:
+                bar.close()
+            finite = curves["loss"][:failed + 1][np.isfinite(curves["loss"][:failed + 1])]
+            error = DivergenceError(failed + 1, finite[-1] if len(finite) else float("nan"), history)
+            if on_divergence == "raise":
+                raise error
+            warnings.warn(str(error), RuntimeWarning, stacklevel=3)
+            return history
+        done = stop
+        if done % snapshot_every == 0 or done == steps:
+            snapshots.append((done, [p.copy() for p in net.parameters]))
+        if bar is not None:
+            bar.update(n)
+    if bar is not None:
+        bar.close()
+    return _history(curves, lrs, steps, snapshots, eval_set is not None)
+
+
+def _check_eval_set(net, eval_set):
+    if eval_set is None:
+        return np.zeros((0, net.sizes[0]), net.dtype), np.zeros(0, np.int64)
+    if not isinstance(eval_set, (tuple, list)) or len(eval_set) != 2:
+        raise ValueError("eval_set must be a pair (X_val, y_val)")
+    Xv = net._check_X(eval_set[0])
+    yv = check_labels("eval_set y", eval_set[1], n_classes=net.sizes[-1], n_samples=len(Xv))
+    return Xv, yv
+
+
+def _history(curves, lrs, n_steps, snapshots, has_val, diverged_at=None):
+    """One row per evaluated step (accuracy recorded), up to n_steps; steps are 1-based."""
+    evaluated = np.flatnonzero(np.isfinite(curves["accuracy"][:n_steps]))
+    columns = {"step": evaluated + 1, "loss": curves["loss"][evaluated],
+               "accuracy": curves["accuracy"][evaluated], "lr": lrs[evaluated],
+               "grad_norm": curves["grad_norm"][evaluated]}
+    if has_val:
+        columns["val_loss"] = curves["val_loss"][evaluated]
+        columns["val_accuracy"] = curves["val_accuracy"][evaluated]
+    return History(pd.DataFrame(columns), snapshots, diverged_at)
+
+
+def _progress_bar(steps, progress):
+    if not progress or steps < 2 * SEGMENT_STEPS:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=steps, unit="step", unit_scale=True, leave=False)
