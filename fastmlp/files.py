@@ -22,3 +22,10 @@ def atomic_path(path):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def write_csv(frame, path):
+    """Write a pandas DataFrame to CSV atomically; returns the path."""
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+    return path

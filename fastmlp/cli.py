@@ -1,0 +1,101 @@
+"""The command line: `fastmlp train`, `fastmlp demo` (also `python -m fastmlp`)."""
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import datasets
+from .backends import BACKENDS
+from .reference import PENALTIES
+from .training import SCHEDULES, DivergenceError
+from .validation import DTYPES
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="fastmlp", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a network on a dataset and write its results",
+                                description="Train a one-hidden-layer sigmoid network; writes history.csv, "
+                                            "final.png, model.npz (and training.gif with --gif) to --out.")
+    data = train.add_argument_group("data")
+    data.add_argument("--dataset", choices=sorted(datasets.GENERATORS), default="xor")
+    data.add_argument("--samples", type=int, default=300, help="points to generate (default 300)")
+    data.add_argument("--csv", type=Path, help="train on this CSV instead (header row; numeric features)")
+    data.add_argument("--label", default="label", help="the CSV's label column (default 'label')")
+    model = train.add_argument_group("model")
+    model.add_argument("--hidden", type=int, default=10)
+    model.add_argument("--no-bias", action="store_true", help="the article's bias-free network")
+    model.add_argument("--backend", choices=sorted(BACKENDS), default="numba")
+    model.add_argument("--dtype", choices=sorted(DTYPES), default="float64")
+    model.add_argument("--seed", type=int, default=2017)
+    fit = train.add_argument_group("training")
+    fit.add_argument("--lr", type=float, default=1.0)
+    fit.add_argument("--steps", type=int, default=10_000)
+    fit.add_argument("--batch-size", type=int, help="default: full batch")
+    fit.add_argument("--shuffle", action="store_true", help="new batches each epoch (default: fixed first batch)")
+    fit.add_argument("--reg", type=float, default=0.0)
+    fit.add_argument("--penalty", choices=sorted(PENALTIES), default="l2")
+    fit.add_argument("--schedule", choices=sorted(SCHEDULES), default="constant")
+    fit.add_argument("--decay", type=float, default=1e-3, help="the schedule's decay rate")
+    fit.add_argument("--clip", type=float, help="clip the gradient's global norm")
+    fit.add_argument("--eval-every", type=int, default=100)
+    out = train.add_argument_group("output")
+    out.add_argument("--out", type=Path, default=Path("runs/train"), help="output folder (default runs/train)")
+    out.add_argument("--gif", type=int, metavar="FRAMES", help="also write an animation of this many frames")
+    out.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    demo = commands.add_parser("demo", help="the article's runs with both backends (make demo)",
+                               description="Reproduce the article's runs, bias-free and with biases, "
+                                           "with the numba and numpy backends side by side.")
+    demo.add_argument("--out", type=Path, default=Path("runs"))
+    demo.add_argument("--steps", type=int, default=50_000)
+    demo.add_argument("--frames", type=int, default=40)
+    demo.add_argument("--no-gif", action="store_true")
+    return parser
+
+
+def train_command(args):
+    from . import plots
+    from .files import write_csv
+    from .network import MLP
+
+    if args.csv is not None:
+        X, y = datasets.load_csv(args.csv, label=args.label)
+    else:
+        X, y = datasets.GENERATORS[args.dataset](n=args.samples)
+    n_classes = int(y.max()) + 1
+    net = MLP((X.shape[1], args.hidden, max(n_classes, 2)), bias=not args.no_bias, seed=args.seed,
+              backend=args.backend, dtype=args.dtype)
+    history = net.fit(X, y, lr=args.lr, steps=args.steps, batch_size=args.batch_size, shuffle=args.shuffle,
+                      reg=args.reg, penalty=args.penalty, schedule=args.schedule, decay=args.decay,
+                      clip_norm=args.clip, eval_every=args.eval_every, seed=args.seed,
+                      snapshot_every=max(1, args.steps // args.gif) if args.gif else None,
+                      progress=not args.quiet)
+    write_csv(history.frame, args.out / "history.csv")
+    net.save(args.out / "model.npz")
+    written = ["history.csv", "model.npz"]
+    if X.shape[1] == 2:
+        plots.save_png(net, X, y, history, args.out / "final.png")
+        written.append("final.png")
+        if args.gif:
+            plots.save_gif(net, X, y, history, args.out / "training.gif")
+            written.append("training.gif")
+    last = history.frame.iloc[-1]
+    print(f"step {int(last['step'])}: accuracy {last['accuracy']:.4f}, loss {last['loss']:.6f}")
+    print(f"wrote {', '.join(written)} to {args.out}/")
+
+
+def main(argv=None):
+    """Entry point of the `fastmlp` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            train_command(args)
+        else:
+            from . import demo
+            demo.run(args.out, steps=args.steps, frames=args.frames, gif=not args.no_gif)
+    except (ValueError, TypeError, FileNotFoundError, DivergenceError) as exc:
+        print(f"fastmlp: error: {exc}", file=sys.stderr)
+        return 2
+    return 0

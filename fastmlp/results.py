@@ -1,0 +1,110 @@
+"""Tidy benchmark results: rows from pytest-benchmark's JSON, the merged CSV, the speedup plot and
+the regression table against the committed results."""
+
+import datetime
+import platform
+
+import numpy as np
+import pandas as pd
+
+from .files import atomic_path, write_csv
+
+KEY = ["operation", "backend", "dtype", "n_samples", "n_inputs", "n_hidden", "n_outputs", "threads"]
+COLUMNS = KEY + [
+    "rounds", "min_s", "median_s", "mean_s", "stddev_s", "iqr_s", "speedup_vs_reference",
+    "max_abs_err", "max_rel_err", "compile_s", "cpu", "blas", "numpy_version", "numba_version",
+    "commit", "timestamp",
+]
+
+
+def rows_from_benchmark_json(output_json):
+    """One tidy row per benchmark of a pytest-benchmark JSON document (its extra_info included)."""
+    machine = output_json.get("machine_info", {})
+    commit = output_json.get("commit_info", {})
+    cpu = machine.get("cpu", {}).get("brand_raw") or platform.processor() or machine.get("machine", "")
+    stamp = output_json.get("datetime") or datetime.datetime.now(datetime.timezone.utc).isoformat()
+    rows = []
+    for bench in output_json.get("benchmarks", []):
+        info, stats = bench.get("extra_info", {}), bench["stats"]
+        if "operation" not in info:
+            continue
+        row = {k: info.get(k) for k in KEY}
+        row.update(
+            rounds=stats["rounds"], min_s=stats["min"], median_s=stats["median"], mean_s=stats["mean"],
+            stddev_s=stats["stddev"], iqr_s=stats["iqr"], max_abs_err=info.get("max_abs_err"),
+            max_rel_err=info.get("max_rel_err"), compile_s=info.get("compile_s"), cpu=cpu,
+            blas=info.get("blas"), numpy_version=info.get("numpy_version"),
+            numba_version=info.get("numba_version"),
+            commit=(commit.get("id") or "")[:12] + ("+dirty" if commit.get("dirty") else ""),
+            timestamp=stamp,
+        )
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    return add_speedups(frame)
+
+
+def add_speedups(frame):
+    """speedup_vs_reference = the reference's median / this row's median, for the same case."""
+    case = [k for k in KEY if k not in ("backend", "threads")]
+    reference = frame[frame["backend"] == "numpy"].set_index(case)["median_s"]
+    reference = reference[~reference.index.duplicated(keep="last")]
+    keys = pd.MultiIndex.from_frame(frame[case])
+    frame = frame.copy()
+    frame["speedup_vs_reference"] = reference.reindex(keys).to_numpy() / frame["median_s"].to_numpy()
+    return frame
+
+
+def merge_results(new, path):
+    """Write `new` rows into the CSV at `path`, replacing rows of the same case and keeping the rest."""
+    try:
+        old = pd.read_csv(path)
+    except FileNotFoundError:
+        old = pd.DataFrame(columns=COLUMNS)
+    old = old.reindex(columns=COLUMNS)
+    if len(old):
+        replaced = pd.MultiIndex.from_frame(old[KEY].astype(str)).isin(
+            pd.MultiIndex.from_frame(new[KEY].astype(str)))
+        old = old[~replaced]
+    merged = pd.concat([old, new], ignore_index=True) if len(old) else new.copy()
+    merged = merged.sort_values(KEY, kind="stable").reset_index(drop=True)
+    write_csv(merged[COLUMNS], path)
+    return merged
+
+
+def speedup_plot(frame, path):
+    """Speedup vs hidden size, one line per N, one panel per (dtype, operation); written atomically."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    numba = frame[(frame["backend"] == "numba") & frame["speedup_vs_reference"].notna()
+                  & (frame["n_inputs"] == 2) & (frame["n_outputs"] == 2)]
+    panels = sorted(set(zip(numba["operation"], numba["dtype"])))
+    if not panels:
+        return None
+    fig = Figure(figsize=(4.2 * len(panels), 3.8), dpi=90)
+    FigureCanvasAgg(fig)
+    axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
+    for ax, (operation, dtype) in zip(axes, panels):
+        panel = numba[(numba["operation"] == operation) & (numba["dtype"] == dtype)]
+        for n, line in panel.groupby("n_samples"):
+            line = line.sort_values("n_hidden")
+            ax.plot(line["n_hidden"], line["speedup_vs_reference"], marker="o", label=f"N = {n:,}")
+        ax.axhline(1, color="0.6", lw=0.8, ls="--")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(f"{operation}, {dtype}")
+        ax.set_xlabel("hidden units H  (D = O = 2)")
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("speedup of numba over the NumPy reference")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path
+
+
+def regression_table(new, baseline):
+    """This run's median against the baseline's, per case: ratio > 1 means slower now."""
+    joined = new.merge(baseline[KEY + ["median_s"]], on=KEY, how="left", suffixes=("", "_before"))
+    joined["ratio_to_before"] = joined["median_s"] / joined["median_s_before"]
+    columns = KEY[:7] + ["median_s_before", "median_s", "ratio_to_before"]
+    return joined[columns].sort_values(KEY[:7]).reset_index(drop=True)
