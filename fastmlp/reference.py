@@ -143,6 +143,15 @@ def train_loop(Xb, Yb, batch_size, lrs, reg, penalty, clip_norm, bias, W1, b1, W
     (step0 + t + 1) % eval_every == 0 (and on the last if eval_last), it writes the accuracy on
     (Xe, ye) to accuracies[t] and, if Xv has rows, the loss and accuracy on (Xv, Yv, yv).
     """
+    with np.errstate(over="ignore", invalid="ignore"):     # divergence is detected and reported below
+        return _train_steps(Xb, Yb, batch_size, lrs, reg, penalty, clip_norm, bias, W1, b1, W2, b2,
+                            Xe, ye, Xv, Yv, yv, eval_every, step0, eval_last,
+                            losses, grad_norms, accuracies, val_losses, val_accuracies)
+
+
+def _train_steps(Xb, Yb, batch_size, lrs, reg, penalty, clip_norm, bias, W1, b1, W2, b2,
+                 Xe, ye, Xv, Yv, yv, eval_every, step0, eval_last,
+                 losses, grad_norms, accuracies, val_losses, val_accuracies):
     params = [W1, b1, W2, b2] if bias else [W1, W2]
     for t in range(len(lrs)):
         start = (t * batch_size) % len(Xb)

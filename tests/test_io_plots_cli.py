@@ -1,0 +1,106 @@
+"""save/load, pictures, datasets beyond XOR, the command line."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+import fastmlp
+from fastmlp import plots
+
+
+def test_save_load_round_trips_bitwise(tmp_path):
+    net = fastmlp.MLP((3, 4, 2), bias=True, seed=5, backend="numpy", dtype="float32")
+    net.biases = [np.arange(4, dtype=np.float32), np.ones(2, np.float32)]
+    net.save(tmp_path / "m.npz")
+    again = fastmlp.load(tmp_path / "m.npz")
+    assert (again.sizes, again.bias, again.backend, again.dtype) == (net.sizes, True, "numpy", np.float32)
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(again.parameters, net.parameters))
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]          # no temporary file left
+
+
+def test_truncated_and_foreign_files_are_rejected(tmp_path):
+    fastmlp.MLP((2, 3, 2)).save(tmp_path / "m.npz")
+    data = (tmp_path / "m.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="not a readable fastmlp model file"):
+        fastmlp.load(tmp_path / "cut.npz")
+    np.savez(tmp_path / "other.npz", a=np.zeros(3))
+    with pytest.raises(ValueError, match="missing"):
+        fastmlp.load(tmp_path / "other.npz")
+    (tmp_path / "text.npz").write_text("hello")
+    with pytest.raises(ValueError, match="not a readable fastmlp model file"):
+        fastmlp.load(tmp_path / "text.npz")
+
+
+def test_png_and_gif_have_the_expected_frames(tmp_path, xor_data):
+    X, y, _ = xor_data
+    net = fastmlp.MLP((2, 5, 2))
+    history = net.fit(X, y, lr=2.0, steps=60, eval_every=5, snapshot_every=20, progress=False)
+    png = plots.save_png(net, X, y, history, tmp_path / "final.png")
+    gif = plots.save_gif(net, X, y, history, tmp_path / "run.gif")
+    with Image.open(png) as image:
+        assert image.size[0] > 800 and image.size[1] > 300
+    with Image.open(gif) as image:
+        assert image.n_frames == 4          # steps 0, 20, 40, 60
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["final.png", "run.gif"]
+
+
+@pytest.mark.parametrize("name", ["xor", "moons", "circles", "spirals"])
+def test_generators_are_seeded_and_balanced(name):
+    make = fastmlp.datasets.GENERATORS[name]
+    X, y = make(n=200, seed=4)
+    X2, y2 = make(n=200, seed=4)
+    assert X.shape == (200, 2) and np.array_equal(X, X2) and np.array_equal(y, y2)
+    assert set(np.unique(y)) == {0, 1} and abs(np.mean(y) - 0.5) < 0.15
+
+
+def test_load_csv_and_its_errors(tmp_path):
+    path = tmp_path / "data.csv"
+    pd.DataFrame({"a": [0.0, 1.0, 2.0], "b": [1.0, 2.0, 3.0], "kind": ["x", "y", "x"]}).to_csv(path, index=False)
+    X, y = fastmlp.datasets.load_csv(path, label="kind")
+    assert X.tolist() == [[0, 1], [1, 2], [2, 3]] and y.tolist() == [0, 1, 0]
+    with pytest.raises(ValueError, match="label column 'label' not found"):
+        fastmlp.datasets.load_csv(path)
+    pd.DataFrame({"a": ["p", "q"], "label": [0, 1]}).to_csv(path, index=False)
+    with pytest.raises(ValueError, match="column 'a' .* is not numeric"):
+        fastmlp.datasets.load_csv(path)
+    pd.DataFrame({"a": [1.0, None], "label": [0, 1]}).to_csv(path, index=False)
+    with pytest.raises(ValueError, match="missing or non-finite value in column 'a', row 1"):
+        fastmlp.datasets.load_csv(path)
+
+
+def run_cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "fastmlp", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def test_cli_train_end_to_end(tmp_path):
+    result = run_cli("train", "--dataset", "moons", "--hidden", "8", "--lr", "2", "--steps", "300",
+                     "--gif", "3", "--out", "out", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "accuracy" in result.stdout
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert files == ["final.png", "history.csv", "model.npz", "training.gif"]
+    assert len(pd.read_csv(tmp_path / "out" / "history.csv")) == 3
+    assert fastmlp.load(tmp_path / "out" / "model.npz").sizes == (2, 8, 2)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--lr", "-1"], "lr must be > 0"),
+    (["train", "--csv", "missing.csv"], "No such file"),
+    (["train", "--steps", "0"], "steps must be >= 1"),
+    (["train", "--backend", "torch"], "invalid choice"),
+])
+def test_cli_fails_cleanly(tmp_path, args, message):
+    result = run_cli(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_cli_help():
+    for command in ([], ["train"], ["demo"]):
+        result = subprocess.run([sys.executable, "-m", "fastmlp", *command, "--help"], capture_output=True, text=True)
+        assert result.returncode == 0 and "usage: fastmlp" in result.stdout
