@@ -155,7 +155,7 @@ def plan(N, D, H, O, itemsize):
     """
     if D >= BLAS_MIN_INPUTS:
         return 1024, (N + 1023) // 1024, 1
-    block = min(512, max(LANES, (65536 // H) // LANES * LANES))
+    block = min(512, max(LANES, (262144 // H) // LANES * LANES))
     n_chunks = (N + block - 1) // block
     n_params = D * H + H + H * O + O
     n_groups = min(n_chunks, MAX_GROUPS, max(1, GROUP_BUFFER_BYTES // (n_params * itemsize)))
@@ -199,21 +199,7 @@ def chunk_forward_T(X, r0, n, W1, b1, W2, b2, XT, h1T, h2T):
         for i in range(m):
             h2T[o, i] = b2[o]
     for j in range(H):
-        h1j = h1T[j]
-        for i in range(m):
-            h1j[i] = b1[j]
-        for d in range(D):
-            w = W1[d, j]
-            xd = XT[d]
-            for i in range(m):
-                h1j[i] += w * xd[i]
-        for i in range(m):
-            h1j[i] = sigmoid(h1j[i])
-        for o in range(O):
-            w = W2[j, o]
-            z2o = h2T[o]
-            for i in range(m):
-                z2o[i] += w * h1j[i]
+        hidden_unit_forward(j, m, W1, b1, W2, XT, h1T[j], h2T)
     for o in range(O):
         for i in range(m):
             h2T[o, i] = sigmoid(h2T[o, i])
@@ -255,29 +241,87 @@ def group_gradients_T(X, Y, W1, b1, W2, b2, start, stop, block, gW1, gb1, gW2, g
             for i in range(n, m):
                 dz2T[o, i] = 0          # padding lanes add nothing below
         for j in range(H):
-            h1j = h1T[j]
-            for i in range(m):
-                dz1[i] = 0
-            for o in range(O):
-                w = W2[j, o]
-                dz2o = dz2T[o]
-                acc = gW2[j, o]
-                for i in range(m):
-                    acc += h1j[i] * dz2o[i]
-                    dz1[i] += w * dz2o[i]
-                gW2[j, o] = acc
-            acc = gb1[j]
-            for i in range(m):
-                dz1[i] *= h1j[i] * (one - h1j[i])
-                acc += dz1[i]
-            gb1[j] = acc
-            for d in range(D):
-                xd = XT[d]
-                acc = gW1[d, j]
-                for i in range(m):
-                    acc += xd[i] * dz1[i]
-                gW1[d, j] = acc
+            hidden_unit_backward(j, m, W2, XT, h1T[j], dz2T, dz1, gW1, gb1, gW2)
     return sq
+
+
+@nb.njit(**FAST)
+def hidden_unit_forward(j, m, W1, b1, W2, XT, h1j, z2T):
+    """h1j[:m] = sigmoid(b1[j] + W1[:, j] . XT[:, :m]); then z2T[o, :m] += W2[j, o] h1j[:m].
+
+    For D = O = 2 (the article's shape) in one fused pass over the samples; otherwise one pass
+    per input and per output.
+    """
+    D = XT.shape[0]
+    O = z2T.shape[0]
+    if D == 2 and O == 2:
+        b, w0, w1, v0, v1 = b1[j], W1[0, j], W1[1, j], W2[j, 0], W2[j, 1]
+        x0, x1, z0, z1 = XT[0], XT[1], z2T[0], z2T[1]
+        for i in range(m):
+            h = sigmoid(b + w0 * x0[i] + w1 * x1[i])
+            h1j[i] = h
+            z0[i] += v0 * h
+            z1[i] += v1 * h
+        return
+    for i in range(m):
+        h1j[i] = b1[j]
+    for d in range(D):
+        w = W1[d, j]
+        xd = XT[d]
+        for i in range(m):
+            h1j[i] += w * xd[i]
+    for i in range(m):
+        h1j[i] = sigmoid(h1j[i])
+    for o in range(O):
+        w = W2[j, o]
+        z2o = z2T[o]
+        for i in range(m):
+            z2o[i] += w * h1j[i]
+
+
+@nb.njit(**FAST)
+def hidden_unit_backward(j, m, W2, XT, h1j, dz2T, dz1, gW1, gb1, gW2):
+    """Hidden unit j's share of the gradients over m samples:
+    gW2[j] += h1j . dz2T,  dz1 = (W2[j] . dz2T) * h1j (1 - h1j),  gb1[j] += sum dz1,
+    gW1[:, j] += XT dz1. For D = O = 2 in one fused pass; dz1 (>= m,) is scratch."""
+    D = XT.shape[0]
+    O = dz2T.shape[0]
+    one = h1j.dtype.type(1.0)
+    if D == 2 and O == 2:
+        v0, v1 = W2[j, 0], W2[j, 1]
+        x0, x1, d0, d1 = XT[0], XT[1], dz2T[0], dz2T[1]
+        acc_v0, acc_v1, acc_b, acc_w0, acc_w1 = gW2[j, 0], gW2[j, 1], gb1[j], gW1[0, j], gW1[1, j]
+        for i in range(m):
+            h = h1j[i]
+            acc_v0 += h * d0[i]
+            acc_v1 += h * d1[i]
+            dz = (v0 * d0[i] + v1 * d1[i]) * (h * (one - h))
+            acc_b += dz
+            acc_w0 += x0[i] * dz
+            acc_w1 += x1[i] * dz
+        gW2[j, 0], gW2[j, 1], gb1[j], gW1[0, j], gW1[1, j] = acc_v0, acc_v1, acc_b, acc_w0, acc_w1
+        return
+    for i in range(m):
+        dz1[i] = 0
+    for o in range(O):
+        w = W2[j, o]
+        dz2o = dz2T[o]
+        acc = gW2[j, o]
+        for i in range(m):
+            acc += h1j[i] * dz2o[i]
+            dz1[i] += w * dz2o[i]
+        gW2[j, o] = acc
+    acc = gb1[j]
+    for i in range(m):
+        dz1[i] *= h1j[i] * (one - h1j[i])
+        acc += dz1[i]
+    gb1[j] = acc
+    for d in range(D):
+        xd = XT[d]
+        acc = gW1[d, j]
+        for i in range(m):
+            acc += xd[i] * dz1[i]
+        gW1[d, j] = acc
 
 
 # -- one chunk, sample-major (wide inputs): the products go through BLAS -------------------------------
