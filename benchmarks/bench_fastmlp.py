@@ -17,7 +17,7 @@ from fastmlp import kernels, reference
 BACKENDS = {"numpy": reference, "numba": kernels}
 TOL = {"float64": 1e-12, "float32": 1e-4}
 TRAIN_TOL = {"float64": 1e-9, "float32": 1e-3}   # after 1,000 steps: rounding compounds
-REFERENCE_MEMORY_LIMIT = 8e9                      # bytes of (N, H) arrays the reference may make
+REFERENCE_MEMORY_LIMIT = 16e9                     # bytes of (N, H) arrays the reference may make
 TRAIN_STEPS = 1000
 
 ARTICLE = [(300, 2, 3, 2), (300, 2, 50, 2)]

@@ -12,7 +12,7 @@ from .files import atomic_path, write_csv
 KEY = ["operation", "backend", "dtype", "n_samples", "n_inputs", "n_hidden", "n_outputs", "threads"]
 COLUMNS = KEY + [
     "rounds", "min_s", "median_s", "mean_s", "stddev_s", "iqr_s", "speedup_vs_reference",
-    "max_abs_err", "max_rel_err", "compile_s", "cpu", "blas", "numpy_version", "numba_version",
+    "max_abs_err", "max_rel_err", "compile_s", "first_step_s", "import_s", "peak_rss_growth_mb", "cpu", "blas", "numpy_version", "numba_version",
     "commit", "timestamp",
 ]
 
@@ -32,7 +32,9 @@ def rows_from_benchmark_json(output_json):
         row.update(
             rounds=stats["rounds"], min_s=stats["min"], median_s=stats["median"], mean_s=stats["mean"],
             stddev_s=stats["stddev"], iqr_s=stats["iqr"], max_abs_err=info.get("max_abs_err"),
-            max_rel_err=info.get("max_rel_err"), compile_s=info.get("compile_s"), cpu=cpu,
+            max_rel_err=info.get("max_rel_err"), compile_s=info.get("compile_s"),
+            first_step_s=info.get("first_step_s"), import_s=info.get("import_s"),
+            peak_rss_growth_mb=info.get("peak_rss_growth_mb"), cpu=cpu,
             blas=info.get("blas"), numpy_version=info.get("numpy_version"),
             numba_version=info.get("numba_version"),
             commit=(commit.get("id") or "")[:12] + ("+dirty" if commit.get("dirty") else ""),

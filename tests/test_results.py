@@ -53,6 +53,10 @@ def test_atomic_write_leaves_the_old_file_on_failure(tmp_path):
             raise RuntimeError("interrupted")
     assert path.read_text() == "old contents\n"
     assert [p.name for p in tmp_path.iterdir()] == ["benchmarks.csv"]
+    with atomic_path(path) as tmp:
+        tmp.write_text("new contents\n")
+    assert path.read_text() == "new contents\n"
+    assert path.stat().st_mode & 0o644 == 0o644           # readable like any file, not mkstemp's 0600
 
 
 def test_speedup_plot_writes_a_png(tmp_path):
