@@ -14,12 +14,14 @@ How the work is laid out (N samples, D inputs, H hidden units, O outputs):
   bitwise identical with 1 or many threads, run after run.
 - No (N, H) array is ever made: memory is groups x (D*H + H*O) for the buffers plus one chunk's
   scratch per running thread, whatever N is.
-- exp is our own vectorisable one (numba's is a scalar libm call here): range reduction by ln 2, a
-  Taylor polynomial, scaling by 2**k built from the exponent bits.
+- For D = O = 2 (the article's shape) each hidden unit's forward and backward are single fused
+  loops over the chunk's samples; other shapes take one loop per input and output.
+- The sigmoid is our own vectorisable one (numba's exp is a scalar libm call here): range
+  reduction by ln 2, a Pade form of exp, one division (see "sigmoid" below).
 
 Flags: error_model="numpy" (no zero-division checks, which stop vectorisation); fastmath limited to
 reassociation and contraction, so reductions vectorise, while NaN/inf keep their IEEE meaning (the
-training loop checks for them). The exp's range reduction is compiled without reassociation.
+training loop checks for them). The sigmoid is compiled without reassociation.
 """
 
 import math

@@ -73,31 +73,41 @@ def merge_results(new, path):
     return merged
 
 
+PLOTTED_OPERATIONS = ["forward", "step", "train_loop"]
+
+
 def speedup_plot(frame, path):
-    """Speedup vs hidden size, one line per N, one panel per (dtype, operation); written atomically."""
+    """Speedup vs hidden size, one line per N; a panel per (dtype, operation). Written atomically."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     numba = frame[(frame["backend"] == "numba") & frame["speedup_vs_reference"].notna()
-                  & (frame["n_inputs"] == 2) & (frame["n_outputs"] == 2)]
-    panels = sorted(set(zip(numba["operation"], numba["dtype"])))
-    if not panels:
+                  & (frame["n_inputs"] == 2) & (frame["n_outputs"] == 2)
+                  & frame["operation"].isin(PLOTTED_OPERATIONS)]
+    operations = [op for op in PLOTTED_OPERATIONS if op in set(numba["operation"])]
+    dtypes = sorted(set(numba["dtype"]))
+    if not operations:
         return None
-    fig = Figure(figsize=(4.2 * len(panels), 3.8), dpi=90)
+    fig = Figure(figsize=(4.5 * len(operations), 3.6 * len(dtypes)), dpi=90)
     FigureCanvasAgg(fig)
-    axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True))
-    for ax, (operation, dtype) in zip(axes, panels):
-        panel = numba[(numba["operation"] == operation) & (numba["dtype"] == dtype)]
-        for n, line in panel.groupby("n_samples"):
-            line = line.sort_values("n_hidden")
-            ax.plot(line["n_hidden"], line["speedup_vs_reference"], marker="o", label=f"N = {n:,}")
-        ax.axhline(1, color="0.6", lw=0.8, ls="--")
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_title(f"{operation}, {dtype}")
-        ax.set_xlabel("hidden units H  (D = O = 2)")
-        ax.legend(fontsize=8)
-    axes[0].set_ylabel("speedup of numba over the NumPy reference")
+    axes = np.atleast_2d(fig.subplots(len(dtypes), len(operations), sharey=True, squeeze=False))
+    for row, dtype in enumerate(dtypes):
+        for col, operation in enumerate(operations):
+            ax = axes[row, col]
+            panel = numba[(numba["operation"] == operation) & (numba["dtype"] == dtype)]
+            for n, line in panel.groupby("n_samples"):
+                line = line.sort_values("n_hidden")
+                ax.plot(line["n_hidden"], line["speedup_vs_reference"], marker="o", label=f"N = {n:,}")
+            ax.axhline(1, color="0.6", lw=0.8, ls="--")
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_title(f"{operation}, {dtype}")
+            ax.grid(True, which="both", alpha=0.2)
+            if len(panel):
+                ax.legend(fontsize=8)
+            if row == len(dtypes) - 1:
+                ax.set_xlabel("hidden units H  (D = O = 2)")
+        axes[row, 0].set_ylabel("numba speedup over NumPy")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
