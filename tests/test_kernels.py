@@ -146,3 +146,26 @@ def test_train_loop_stops_on_divergence(xor_data):
 def test_warmup_compiles_both_dtypes():
     timings = kernels.warmup()
     assert set(timings) == {"float64", "float32"} and all(t >= 0 for t in timings.values())
+
+
+READ_ONLY_CACHE_SCRIPT = """
+import sys
+from numba.core import caching
+def refuse(self):
+    raise PermissionError("the package folder is read-only (simulated)")
+caching.InTreeCacheLocator.ensure_cache_path = refuse
+import numpy as np
+from fastmlp import kernels
+X = np.zeros((3, 2)); params = [np.zeros(s) for s in [(2, 2), (2,), (2, 2), (2,)]]
+print(kernels.forward(X, *params).sum())
+"""
+
+
+def test_cache_falls_back_to_the_user_cache_when_the_package_is_read_only(tmp_path):
+    env = dict(os.environ, HOME=str(tmp_path), XDG_CACHE_HOME=str(tmp_path / ".cache"))
+    env.pop("NUMBA_CACHE_DIR", None)
+    out = subprocess.run([sys.executable, "-c", READ_ONLY_CACHE_SCRIPT], env=env, capture_output=True,
+                         text=True)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout) == 3.0                       # sigmoid(0) summed over 3 x 2 outputs
+    assert list(tmp_path.glob(".cache/numba/fastmlp*/kernels.*.nbi")), "no cache index in the user cache"
