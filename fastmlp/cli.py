@@ -49,8 +49,10 @@ def build_parser():
                                description="Reproduce the article's runs, bias-free and with biases, "
                                            "with the numba and numpy backends side by side.")
     demo.add_argument("--out", type=Path, default=Path("runs"))
-    demo.add_argument("--steps", type=int, default=50_000)
-    demo.add_argument("--frames", type=int, default=40)
+    demo.add_argument("--steps", type=int, default=300_000, help="steps of each run (numba)")
+    demo.add_argument("--compare-steps", type=int, default=20_000,
+                      help="steps timed with both backends (default 20,000)")
+    demo.add_argument("--frames", type=int, default=60, help="frames of each GIF")
     demo.add_argument("--no-gif", action="store_true")
     return parser
 
@@ -94,7 +96,8 @@ def main(argv=None):
             train_command(args)
         else:
             from . import demo
-            demo.run(args.out, steps=args.steps, frames=args.frames, gif=not args.no_gif)
+            demo.run(args.out, steps=args.steps, compare_steps=args.compare_steps, frames=args.frames,
+                     gif=not args.no_gif)
     except (ValueError, TypeError, FileNotFoundError, DivergenceError) as exc:
         print(f"fastmlp: error: {exc}", file=sys.stderr)
         return 2
