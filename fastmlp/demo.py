@@ -82,8 +82,8 @@ def _tell_the_story(summary, steps, compare_steps, out_dir, echo):
     if plain["diverged_at"] and not remedy["diverged_at"]:
         verdict = f"without them it diverged at step {plain['diverged_at']:,}; with them it did not"
     else:
-        verdict = (f"with the true gradient of its loss the network did not explode in {steps:,} steps,\n"
-                   "so here the remedies only slow it down")
+        verdict = (f"with the true gradient of its loss this network did not explode in {steps:,} steps, "
+                   "so here they only slow it")
     echo(f"""
 What the article showed: its bias-free network learning XOR. Here, after {steps:,} steps, it reaches
 at best {max(r['best_accuracy'] for r in article):.2f} accuracy on all 300 points, and it cannot do much better: without biases,
@@ -93,7 +93,8 @@ What fixes it: biases, zero at the start so that the article's initial weights a
 same runs then reach {min(r['best_accuracy'] for r in biased):.2f} to {max(r['best_accuracy'] for r in biased):.2f} (3 hidden units are too few; the rest are among the
 250 points never trained on).
 The article's remedies against exploding gradients (here an inverse lr decay and gradient clipping)
-end the 50-unit, reg 1e-4 run at loss {remedy['loss']:.5f} against {plain['loss']:.5f} without them: {verdict}.
+end the 50-unit, reg 1e-4 run at loss {remedy['loss']:.5f} against {plain['loss']:.5f} without them:
+{verdict}.
 Speed: over the first {compare_steps:,} steps numba ran {min(speedups):.0f}x to {max(speedups):.0f}x faster than the NumPy reference,
 evaluations included; the two backends' parameters then differ by at most {max(r['max_abs_diff'] for r in summary):.1e}.
 Pictures (PNG, GIF) and histories (CSV) are in {out_dir}/.""")
