@@ -7,7 +7,7 @@ from .backends import BACKENDS, get_backend
 from .reference import PENALTIES
 from .files import atomic_path
 from .validation import (
-    check_array, check_dtype, check_labels, check_option, check_scalar, check_sizes,
+    check_array, check_dtype, check_labels, check_option, check_scalar, check_seed, check_sizes,
 )
 
 DEFAULT_BACKEND = "numba"
@@ -31,7 +31,7 @@ class MLP:
         self.bias = bool(bias)
         self.backend = backend
         self._dtype = check_dtype(dtype)
-        rng = np.random.RandomState(seed)
+        rng = np.random.RandomState(check_seed("seed", seed))
         weights = []
         for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:]):
             weights.append((2 * rng.random_sample((fan_in, fan_out)) - 1) / np.sqrt(fan_in))

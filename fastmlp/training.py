@@ -13,7 +13,7 @@ import pandas as pd
 
 from .datasets import one_hot
 from .reference import PENALTIES
-from .validation import check_int, check_labels, check_option, check_scalar
+from .validation import check_int, check_labels, check_option, check_scalar, check_seed
 
 SEGMENT_STEPS = 20_000
 
@@ -90,7 +90,7 @@ def fit(net, X, y, *, lr, steps, batch_size=None, shuffle=False, reg=0.0, penalt
     Yv = np.zeros((len(yv), n_classes), X.dtype)
     Yv[np.arange(len(yv)), yv] = 1
     lrs = SCHEDULES[schedule](lr, decay, np.arange(steps, dtype=np.float64))
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed("seed", seed))
     steps_per_epoch = math.ceil(len(X) / batch_size)
     W1, b1, W2, b2 = net._params()
     curves = {k: np.full(steps, np.nan) for k in

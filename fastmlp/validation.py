@@ -73,6 +73,15 @@ def check_int(name, value, *, low=1):
     return int(value)
 
 
+def check_seed(name, seed):
+    """Return `seed` if it is None or an int in [0, 2**32), the seeds numpy's generators accept."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**32:
+        raise ValueError(f"{name} must be None or an integer in [0, 2**32), got {seed!r}")
+    return int(seed)
+
+
 def check_array(name, a, *, ndim, dtype=None, shape=None):
     """Return `a` as a finite, non-empty, C-contiguous float array of `ndim` dimensions.
 
@@ -120,9 +129,8 @@ def check_labels(name, y, *, n_classes=None, n_samples=None):
     if n_samples is not None and len(arr) != n_samples:
         raise ValueError(f"{name} must have {n_samples} labels (one per row of X), got {len(arr)}")
     if (arr < 0).any() or (n_classes is not None and (arr >= n_classes).any()):
-        raise ValueError(
-            f"{name} must hold labels in [0, {n_classes}), got values from {arr.min()} to {arr.max()}"
-        )
+        expected = f"[0, {n_classes})" if n_classes is not None else ">= 0"
+        raise ValueError(f"{name} must hold labels in {expected}, got values from {arr.min()} to {arr.max()}")
     return arr
 
 

@@ -128,6 +128,7 @@ def test_divergence_raises_with_history(xor_data, backend):
     (dict(on_divergence="ignore"), ValueError, "on_divergence must be one of"),
     (dict(eval_set=[1, 2, 3]), ValueError, r"eval_set must be a pair"),
     (dict(shuffle="yes"), TypeError, "shuffle must be True or False"),
+    (dict(seed=1.5), ValueError, "seed must be None or an integer"),
 ])
 def test_bad_fit_options(xor_data, kwargs, error, message):
     X, y, _ = xor_data

@@ -81,6 +81,8 @@ def test_bad_step_options(net, kwargs, error, message):
     (dict(sizes=(2, 3, 2), dtype="float16"), ValueError, r"dtype must be one of \['float32', 'float64'\], got 'float16'"),
     (dict(sizes=(2, 3, 2), dtype="banana"), ValueError, r"dtype must be one of"),
     (dict(sizes=(2, 3, 2), bias="yes"), TypeError, r"bias must be True or False"),
+    (dict(sizes=(2, 3, 2), seed=-1), ValueError, r"seed must be None or an integer in \[0, 2\*\*32\)"),
+    (dict(sizes=(2, 3, 2), seed="abc"), ValueError, r"seed must be None or an integer"),
 ])
 def test_bad_constructor_arguments(kwargs, error, message):
     with pytest.raises(error, match=message):
