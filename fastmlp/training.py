@@ -86,46 +86,52 @@ def fit(net, X, y, *, lr, steps, batch_size=None, shuffle=False, reg=0.0, penalt
     if not isinstance(shuffle, (bool, np.bool_)):
         raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
     Xv, yv = _check_eval_set(net, eval_set)
-    Y = one_hot(y, n_classes).astype(X.dtype)
-    Yv = np.zeros((len(yv), n_classes), X.dtype)
-    Yv[np.arange(len(yv)), yv] = 1
-    lrs = SCHEDULES[schedule](lr, decay, np.arange(steps, dtype=np.float64))
     rng = np.random.default_rng(check_seed("seed", seed))
+    lrs = SCHEDULES[schedule](lr, decay, np.arange(steps, dtype=np.float64))
+    return _fit(net, X, y, Xv, yv, lrs, batch_size, shuffle, reg, penalty, clip_norm, eval_every,
+                snapshot_every, rng, progress, on_divergence)
+
+
+CURVES = ("loss", "grad_norm", "accuracy", "val_loss", "val_accuracy")
+
+
+def _fit(net, X, y, Xv, yv, lrs, batch_size, shuffle, reg, penalty, clip_norm, eval_every,
+         snapshot_every, rng, progress, on_divergence):
+    """fit's loop over segments, on checked arguments: each segment is one backend train_loop call,
+    within one epoch (shuffle) and ending at snapshots and every SEGMENT_STEPS steps."""
+    steps, n_classes = len(lrs), net.sizes[-1]
+    Y = one_hot(y, n_classes).astype(X.dtype)
+    Yv = one_hot(yv, n_classes).astype(X.dtype) if len(yv) else np.zeros((0, n_classes), X.dtype)
     steps_per_epoch = math.ceil(len(X) / batch_size)
     W1, b1, W2, b2 = net._params()
-    curves = {k: np.full(steps, np.nan) for k in
-              ("loss", "grad_norm", "accuracy", "val_loss", "val_accuracy")}
+    curves = {name: np.full(steps, np.nan) for name in CURVES}
     snapshots = [(0, [p.copy() for p in net.parameters])]
     bar = _progress_bar(steps, progress)
     done = 0
-    order = np.arange(len(X))
+    Xs, Ys = X[:batch_size], Y[:batch_size]            # shuffle=False: the fixed first batch
     while done < steps:
-        if shuffle and done % steps_per_epoch == 0:
+        into_epoch = done % steps_per_epoch if shuffle else 0
+        if shuffle and into_epoch == 0:
             order = rng.permutation(len(X))
             Xs, Ys = X[order], Y[order]
-        elif not shuffle:
-            Xs, Ys = X[:batch_size], Y[:batch_size]
-        into_epoch = done % steps_per_epoch if shuffle else 0
         stop = min(steps, done + SEGMENT_STEPS, (done // snapshot_every + 1) * snapshot_every)
         if shuffle:
             stop = min(stop, done - into_epoch + steps_per_epoch)
-        seg = slice(done, stop)
-        start_row = into_epoch * batch_size
+        seg, first_row = slice(done, stop), into_epoch * batch_size
         n = net._backend.train_loop(
-            Xs[start_row:], Ys[start_row:], batch_size, lrs[seg], reg, penalty, clip_norm, net.bias,
+            Xs[first_row:], Ys[first_row:], batch_size, lrs[seg], reg, penalty, clip_norm, net.bias,
             W1, b1, W2, b2, X, y, Xv, Yv, yv, eval_every, done, stop == steps,
-            *(curves[k][seg] for k in ("loss", "grad_norm", "accuracy", "val_loss", "val_accuracy")))
-        if n < stop - done or not all(np.isfinite(p).all() for p in (W1, b1, W2, b2)):
-            failed = done + n
-            history = _history(curves, lrs, failed, snapshots, eval_set is not None, diverged_at=failed + 1)
+            *(curves[name][seg] for name in CURVES))
+        if n < stop - done:                                    # a loss or gradient not finite
+            bad_step = done + n + 1
+        elif not all(np.isfinite(p).all() for p in (W1, b1, W2, b2)):
+            bad_step = done + n                                # its last update overflowed
+        else:
+            bad_step = None
+        if bad_step is not None:
             if bar is not None:
                 bar.close()
-            finite = curves["loss"][:failed + 1][np.isfinite(curves["loss"][:failed + 1])]
-            error = DivergenceError(failed + 1, finite[-1] if len(finite) else float("nan"), history)
-            if on_divergence == "raise":
-                raise error
-            warnings.warn(str(error), RuntimeWarning, stacklevel=3)
-            return history
+            return _diverged(curves, lrs, bad_step, snapshots, len(yv) > 0, on_divergence)
         done = stop
         if done % snapshot_every == 0 or done == steps:
             snapshots.append((done, [p.copy() for p in net.parameters]))
@@ -133,7 +139,19 @@ def fit(net, X, y, *, lr, steps, batch_size=None, shuffle=False, reg=0.0, penalt
             bar.update(n)
     if bar is not None:
         bar.close()
-    return _history(curves, lrs, steps, snapshots, eval_set is not None)
+    return _history(curves, lrs, steps, snapshots, len(yv) > 0)
+
+
+def _diverged(curves, lrs, bad_step, snapshots, has_val, on_divergence):
+    """Raise DivergenceError for 1-based step bad_step (or warn and return the history before it)."""
+    history = _history(curves, lrs, bad_step - 1, snapshots, has_val, diverged_at=bad_step)
+    losses = curves["loss"][:bad_step]
+    finite = losses[np.isfinite(losses)]
+    error = DivergenceError(bad_step, finite[-1] if len(finite) else float("nan"), history)
+    if on_divergence == "raise":
+        raise error
+    warnings.warn(str(error), RuntimeWarning, stacklevel=4)
+    return history
 
 
 def _check_eval_set(net, eval_set):
