@@ -521,8 +521,16 @@ def step_into(X, Y, W1, b1, W2, b2, lr, reg, penalty, bias, dW1, db1, dW2, db2):
 
 # -- the backend interface: the same functions and signatures as fastmlp.reference --------------------
 
+def start_threads():
+    """Start Numba's thread pool. A cached function that calls a parallel one does not start it when
+    loaded from the cache, and the parallel call then crashes (numba issue #8578); get_num_threads()
+    starts it, and costs a lock check once started. Every entry point below calls this first."""
+    nb.get_num_threads()
+
+
 def forward(X, W1, b1, W2, b2):
     """The network's output h2 (N, O)."""
+    start_threads()
     h2 = np.empty((X.shape[0], W2.shape[1]), X.dtype)
     forward_into(X, W1, b1, W2, b2, h2)
     return h2
@@ -530,6 +538,7 @@ def forward(X, W1, b1, W2, b2):
 
 def loss_and_gradients(X, Y, W1, b1, W2, b2, reg=0.0, penalty="l2"):
     """Returns (loss, (dLoss_dW1, dLoss_db1, dLoss_dW2, dLoss_db2)) at the current parameters."""
+    start_threads()
     grads = tuple(np.empty_like(p) for p in (W1, b1, W2, b2))
     loss = loss_and_gradients_into(X, Y, W1, b1, W2, b2, reg, PENALTY_CODES[penalty], *grads)
     return float(loss), grads
@@ -542,6 +551,7 @@ def loss(X, Y, W1, b1, W2, b2, reg=0.0, penalty="l2"):
 
 def step(X, Y, W1, b1, W2, b2, lr, reg=0.0, penalty="l2", bias=True):
     """One gradient-descent step in place: W -= lr * dLoss_dW (and b, if `bias`). Returns the loss before it."""
+    start_threads()
     grads = tuple(np.empty_like(p) for p in (W1, b1, W2, b2))
     return float(step_into(X, Y, W1, b1, W2, b2, lr, reg, PENALTY_CODES[penalty], bias, *grads))
 
@@ -619,6 +629,7 @@ def train_loop(Xb, Yb, batch_size, lrs, reg, penalty, clip_norm, bias, W1, b1, W
                Xe, ye, Xv, Yv, yv, eval_every, step0, eval_last,
                losses, grad_norms, accuracies, val_losses, val_accuracies):
     """fastmlp.reference.train_loop in one compiled call (Python sees none of the steps)."""
+    start_threads()
     return train_loop_compiled(
         Xb, Yb, batch_size, lrs, reg, PENALTY_CODES[penalty], clip_norm, bias, W1, b1, W2, b2,
         Xe, ye, Xv, Yv, yv, eval_every, step0, eval_last,

@@ -169,3 +169,27 @@ def test_cache_falls_back_to_the_user_cache_when_the_package_is_read_only(tmp_pa
     assert out.returncode == 0, out.stderr
     assert float(out.stdout) == 3.0                       # sigmoid(0) summed over 3 x 2 outputs
     assert list(tmp_path.glob(".cache/numba/fastmlp*/kernels.*.nbi")), "no cache index in the user cache"
+
+
+CACHED_PARALLEL_SCRIPT = """
+import sys
+import numpy as np
+from fastmlp import kernels
+rng = np.random.default_rng(0)
+X, Y = rng.random((20000, 2)), rng.random((20000, 2))        # many chunks: the parallel path
+params = [rng.random(s) for s in [(2, 64), (64,), (64, 2), (2,)]]
+if sys.argv[1] == "gradients":
+    kernels.loss_and_gradients(X, Y, *params)
+else:
+    kernels.step(X, Y, *params, 0.1)
+"""
+
+
+def test_cached_callers_of_parallel_kernels_do_not_crash(tmp_path):
+    """numba #8578: step compiled over a cached loss_and_gradients, then loaded from the cache in a
+    fresh process, called the parallel kernel before Numba's thread pool started (a segfault)."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    for what in ("gradients", "step", "step"):
+        run = subprocess.run([sys.executable, "-c", CACHED_PARALLEL_SCRIPT, what], env=env,
+                             capture_output=True, text=True)
+        assert run.returncode == 0, f"{what}: exit {run.returncode}\n{run.stderr[-2000:]}"
