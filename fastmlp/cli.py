@@ -52,7 +52,7 @@ def build_parser():
     demo.add_argument("--steps", type=int, default=300_000, help="steps of each run (numba)")
     demo.add_argument("--compare-steps", type=int, default=20_000,
                       help="steps timed with both backends (default 20,000)")
-    demo.add_argument("--frames", type=int, default=60, help="frames of each GIF")
+    demo.add_argument("--frames", type=int, default=40, help="frames of each GIF")
     demo.add_argument("--no-gif", action="store_true")
     return parser
 

@@ -35,7 +35,7 @@ def fit_article_run(backend, hidden, bias, X, y, steps, frames, options):
     return net, history, time.perf_counter() - start
 
 
-def run(out_dir="runs", steps=300_000, compare_steps=20_000, frames=60, gif=True, echo=print):
+def run(out_dir="runs", steps=300_000, compare_steps=20_000, frames=40, gif=True, echo=print):
     """Train every run of RUNS with numba for `steps` (pictures, history) and with both backends for
     the first `compare_steps` (wall time, largest parameter difference); returns a summary."""
     out_dir = Path(out_dir)

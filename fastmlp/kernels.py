@@ -24,6 +24,7 @@ reassociation and contraction, so reductions vectorise, while NaN/inf keep their
 training loop checks for them). The sigmoid is compiled without reassociation.
 """
 
+import functools
 import math
 
 import numba as nb
@@ -521,10 +522,11 @@ def step_into(X, Y, W1, b1, W2, b2, lr, reg, penalty, bias, dW1, db1, dW2, db2):
 
 # -- the backend interface: the same functions and signatures as fastmlp.reference --------------------
 
+@functools.cache
 def start_threads():
-    """Start Numba's thread pool. A cached function that calls a parallel one does not start it when
-    loaded from the cache, and the parallel call then crashes (numba issue #8578); get_num_threads()
-    starts it, and costs a lock check once started. Every entry point below calls this first."""
+    """Start Numba's thread pool, once per process. A cached function that calls a parallel one does
+    not start it when loaded from the cache, and the parallel call then crashes (numba issue #8578);
+    get_num_threads() starts it. Every entry point below calls this first."""
     nb.get_num_threads()
 
 
