@@ -4,8 +4,8 @@ import numpy as np
 
 from . import training
 from .backends import BACKENDS, get_backend
-from .reference import PENALTIES
 from .files import atomic_path
+from .reference import PENALTIES
 from .validation import (
     check_array, check_dtype, check_labels, check_option, check_scalar, check_seed, check_sizes,
 )
