@@ -12,7 +12,9 @@ from .validation import DTYPES
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="fastmlp", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="fastmlp", description="Train the 'One LEGO at a Time' network (NumPy or Numba backend) "
+                                    "and reproduce the article's runs.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a network on a dataset and write its results",
