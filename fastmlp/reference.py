@@ -72,10 +72,11 @@ def forward(X, W1, b1, W2, b2):
 def loss(X, Y, W1, b1, W2, b2, reg=0.0, penalty="l2"):
     """Loss = sum((Y - h2)**2) / (2N) + (reg / N) * penalty(W1, W2), as a Python float."""
     h2 = forward(X, W1, b1, W2, b2)
-    return _loss_from_output(Y, h2, W1, W2, reg, penalty)
+    return loss_from_output(Y, h2, W1, W2, reg, penalty)
 
 
-def _loss_from_output(Y, h2, W1, W2, reg, penalty):
+def loss_from_output(Y, h2, W1, W2, reg, penalty):
+    """The loss from the network's output h2 (N, O) (shared by both backends' `loss`)."""
     N = len(Y)
     penalty_value, _ = PENALTIES[penalty]
     data_term = np.sum((Y - h2) ** 2) / (2 * N)
@@ -113,7 +114,7 @@ def backward(X, Y, W1, W2, h1, h2, reg=0.0, penalty="l2"):
 def loss_and_gradients(X, Y, W1, b1, W2, b2, reg=0.0, penalty="l2"):
     """Returns (loss, (dLoss_dW1, dLoss_db1, dLoss_dW2, dLoss_db2)) at the current parameters."""
     _, h1, _, h2 = forward_trace(X, W1, b1, W2, b2)
-    loss_value = _loss_from_output(Y, h2, W1, W2, reg, penalty)
+    loss_value = loss_from_output(Y, h2, W1, W2, reg, penalty)
     g = backward(X, Y, W1, W2, h1, h2, reg, penalty)
     return loss_value, (g["dLoss_dW1"], g["dLoss_db1"], g["dLoss_dW2"], g["dLoss_db2"])
 
