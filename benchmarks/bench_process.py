@@ -96,19 +96,26 @@ def test_peak_memory_of_a_million_row_step(benchmark, request):
     assert result["peak_rss_growth_mb"] < 100
 
 
-@pytest.mark.parametrize("backend", ["numpy", "numba"])
-def test_article_run(benchmark, request, backend):
-    """The article's default run for 100,000 of its 1,000,000 steps: hidden 10, lr 1e-3 (0.05 against
-    the mean loss), reg 1e-6, the first 50 of 300 points, accuracy on all 300 after every step."""
+ARTICLE_RUN_FLOOR_S = 3.0       # issue 6: the whole 1,000,000-step run with backend="numba"
+
+
+@pytest.mark.parametrize("backend, steps", [("numpy", 100_000), ("numba", 100_000), ("numba", 1_000_000)])
+def test_article_run(benchmark, request, backend, steps):
+    """The article's default run: hidden 10, lr 1e-3 (0.05 against the mean loss), reg 1e-6, the first
+    50 of 300 points, accuracy on all 300 after every step; 1,000,000 steps as in the article (numba),
+    and the first 100,000 for both backends side by side (the reference needs ~100 s for the whole)."""
     _skip_if_disabled(request.config)
     X, y = fastmlp.datasets.xor()
     fastmlp.warmup(("float64",))
 
     def run():
         net = fastmlp.MLP((2, 10, 2), bias=False, seed=2017, backend=backend)
-        return net.fit(X, y, lr=0.05, steps=100_000, batch_size=50, reg=1e-6, eval_every=1,
+        return net.fit(X, y, lr=0.05, steps=steps, batch_size=50, reg=1e-6, eval_every=1,
                        progress=False)
 
     history = benchmark.pedantic(run, rounds=1 if backend == "numpy" else 3)
-    describe(benchmark, "article_run_100k_steps", backend, "float64", (50, 2, 10, 2))
-    assert len(history.frame) == 100_000
+    name = "article_run_1M_steps" if steps == 1_000_000 else "article_run_100k_steps"
+    describe(benchmark, name, backend, "float64", (50, 2, 10, 2))
+    assert len(history.frame) == steps
+    if steps == 1_000_000:
+        assert benchmark.stats.stats.median < ARTICLE_RUN_FLOOR_S

@@ -30,6 +30,7 @@ import math
 import numba as nb
 import numpy as np
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from .reference import PENALTIES, loss_from_output
@@ -128,6 +129,30 @@ def sigmoid32(z):
     return (e_den if z >= 0 else e_num) / (e_den + e_num)
 
 
+@intrinsic
+def borrowed(typingctx, x):
+    """x (an array, or a tuple of them, nested) without reference counting: the same data, with no
+    owner (meminfo) attached, as numba.carray makes. Numba counts references to every array a
+    function is handed or slices, with atomic instructions (tens of cycles each, and a barrier);
+    at the article's size that cost more than the arithmetic. Whoever borrows must keep the owner
+    alive for as long as the borrowed arrays are used (train_loop_compiled: its caller does)."""
+    def strip(context, builder, typ, value):
+        if isinstance(typ, types.Array):
+            array = context.make_array(typ)(context, builder, value)
+            array.meminfo = cgutils.get_null_value(array.meminfo.type)
+            array.parent = cgutils.get_null_value(array.parent.type)
+            return array._getvalue()
+        if isinstance(typ, types.BaseTuple):
+            for k, item_type in enumerate(typ):
+                item = strip(context, builder, item_type, builder.extract_value(value, k))
+                value = builder.insert_value(value, item, k)
+        return value
+
+    def codegen(context, builder, signature, args):
+        return strip(context, builder, signature.args[0], args[0])
+    return x(x), codegen
+
+
 def sigmoid(z):
     """sigmoid(z) in z's own float type (a typing-time dispatch to sigmoid32 / sigmoid64)."""
 
@@ -216,7 +241,7 @@ def new_scratch(X, W1, W2):
     return chunk_scratch(X, H, O, plan(N, D, H, O, X.itemsize)[0])
 
 
-@nb.njit(**FAST)
+@nb.njit(inline="always", **FAST)
 def chunk_forward_T(X, r0, n, W1, b1, W2, b2, XT, h1T, h2T):
     """Forward step for rows r0 .. r0+n of X, transposed: h1T[:, :n] (H, n) and h2T[:, :n] (O, n).
 
@@ -229,23 +254,22 @@ def chunk_forward_T(X, r0, n, W1, b1, W2, b2, XT, h1T, h2T):
     O = W2.shape[1]
     m = padded(n, X.itemsize)
     for d in range(D):
-        xd = XT[d]
         for i in range(n):
-            xd[i] = X[r0 + i, d]
+            XT[d, i] = X[r0 + i, d]
         for i in range(n, m):
-            xd[i] = 0
+            XT[d, i] = 0
     for o in range(O):
-        h2T[o, :m] = b2[o]
-    for j in range(H):
-        hidden_unit_forward(j, m, W1, b1, W2, XT, h1T[j], h2T)
-    for o in range(O):
-        h2o = h2T[o]
         for i in range(m):
-            h2o[i] = sigmoid(h2o[i])
+            h2T[o, i] = b2[o]
+    for j in range(H):
+        hidden_unit_forward(j, m, W1, b1, W2, XT, h1T, h2T)
+    for o in range(O):
+        for i in range(m):
+            h2T[o, i] = sigmoid(h2T[o, i])
     return m
 
 
-@nb.njit(**FAST)
+@nb.njit(inline="always", **FAST)
 def group_gradients_T(X, Y, W1, b1, W2, b2, start, stop, block, gW1, gb1, gW2, gb2, scratch):
     """Adds the data-term gradients of rows [start, stop) to gW1, gb1, gW2, gb2; returns sum (Y - h2)**2.
 
@@ -275,86 +299,83 @@ def group_gradients_T(X, Y, W1, b1, W2, b2, start, stop, block, gW1, gb1, gW2, g
             for i in range(n, m):
                 dz2T[o, i] = 0          # padding lanes add nothing below
         for j in range(H):
-            hidden_unit_backward(j, m, W2, XT, h1T[j], dz2T, dz1, gW1, gb1, gW2)
+            hidden_unit_backward(j, m, W2, XT, h1T, dz2T, dz1, gW1, gb1, gW2)
     return sq
 
 
 @nb.njit(inline="always", **FAST)
-def hidden_unit_forward(j, m, W1, b1, W2, XT, h1j, z2T):
-    """h1j[:m] = sigmoid(b1[j] + W1[:, j] . XT[:, :m]); then z2T[o, :m] += W2[j, o] h1j[:m].
+def hidden_unit_forward(j, m, W1, b1, W2, XT, h1T, z2T):
+    """h1T[j, :m] = sigmoid(b1[j] + W1[:, j] . XT[:, :m]); then z2T[o, :m] += W2[j, o] h1T[j, :m].
 
     For D = O = 2 (the article's shape) in one fused pass over the samples; otherwise one pass
-    per input and per output.
+    per input and per output. Rows are indexed in place, never sliced out: each slice (a view) costs
+    an atomic reference count increment and decrement, which at the article's size cost more than the
+    arithmetic.
     """
     D = XT.shape[0]
     O = z2T.shape[0]
     if D == 2 and O == 2:
         b, w0, w1, v0, v1 = b1[j], W1[0, j], W1[1, j], W2[j, 0], W2[j, 1]
-        x0, x1, z0, z1 = XT[0], XT[1], z2T[0], z2T[1]
         for i in range(m):
-            h = sigmoid(b + w0 * x0[i] + w1 * x1[i])
-            h1j[i] = h
-            z0[i] += v0 * h
-            z1[i] += v1 * h
+            h = sigmoid(b + w0 * XT[0, i] + w1 * XT[1, i])
+            h1T[j, i] = h
+            z2T[0, i] += v0 * h
+            z2T[1, i] += v1 * h
         return
     for i in range(m):
-        h1j[i] = b1[j]
+        h1T[j, i] = b1[j]
     for d in range(D):
         w = W1[d, j]
-        xd = XT[d]
         for i in range(m):
-            h1j[i] += w * xd[i]
+            h1T[j, i] += w * XT[d, i]
     for i in range(m):
-        h1j[i] = sigmoid(h1j[i])
+        h1T[j, i] = sigmoid(h1T[j, i])
     for o in range(O):
         w = W2[j, o]
-        z2o = z2T[o]
         for i in range(m):
-            z2o[i] += w * h1j[i]
+            z2T[o, i] += w * h1T[j, i]
 
 
 @nb.njit(inline="always", **FAST)
-def hidden_unit_backward(j, m, W2, XT, h1j, dz2T, dz1, gW1, gb1, gW2):
-    """Hidden unit j's share of the gradients over m samples:
-    gW2[j] += h1j . dz2T,  dz1 = (W2[j] . dz2T) * h1j (1 - h1j),  gb1[j] += sum dz1,
+def hidden_unit_backward(j, m, W2, XT, h1T, dz2T, dz1, gW1, gb1, gW2):
+    """Hidden unit j's share of the gradients over m samples, with h = h1T[j]:
+    gW2[j] += h . dz2T,  dz1 = (W2[j] . dz2T) * h (1 - h),  gb1[j] += sum dz1,
     gW1[:, j] += XT dz1. For D = O = 2 in one fused pass; dz1 (>= m,) is scratch."""
     D = XT.shape[0]
     O = dz2T.shape[0]
-    one = h1j.dtype.type(1.0)
+    one = h1T.dtype.type(1.0)
     if D == 2 and O == 2:
         v0, v1 = W2[j, 0], W2[j, 1]
-        x0, x1, d0, d1 = XT[0], XT[1], dz2T[0], dz2T[1]
         acc_v0, acc_v1, acc_b, acc_w0, acc_w1 = gW2[j, 0], gW2[j, 1], gb1[j], gW1[0, j], gW1[1, j]
         for i in range(m):
-            h = h1j[i]
-            acc_v0 += h * d0[i]
-            acc_v1 += h * d1[i]
-            dz = (v0 * d0[i] + v1 * d1[i]) * (h * (one - h))
+            h = h1T[j, i]
+            d0, d1 = dz2T[0, i], dz2T[1, i]
+            acc_v0 += h * d0
+            acc_v1 += h * d1
+            dz = (v0 * d0 + v1 * d1) * (h * (one - h))
             acc_b += dz
-            acc_w0 += x0[i] * dz
-            acc_w1 += x1[i] * dz
+            acc_w0 += XT[0, i] * dz
+            acc_w1 += XT[1, i] * dz
         gW2[j, 0], gW2[j, 1], gb1[j], gW1[0, j], gW1[1, j] = acc_v0, acc_v1, acc_b, acc_w0, acc_w1
         return
     for i in range(m):
         dz1[i] = 0
     for o in range(O):
         w = W2[j, o]
-        dz2o = dz2T[o]
         acc = gW2[j, o]
         for i in range(m):
-            acc += h1j[i] * dz2o[i]
-            dz1[i] += w * dz2o[i]
+            acc += h1T[j, i] * dz2T[o, i]
+            dz1[i] += w * dz2T[o, i]
         gW2[j, o] = acc
     acc = gb1[j]
     for i in range(m):
-        dz1[i] *= h1j[i] * (one - h1j[i])
+        dz1[i] *= h1T[j, i] * (one - h1T[j, i])
         acc += dz1[i]
     gb1[j] = acc
     for d in range(D):
-        xd = XT[d]
         acc = gW1[d, j]
         for i in range(m):
-            acc += xd[i] * dz1[i]
+            acc += XT[d, i] * dz1[i]
         gW1[d, j] = acc
 
 
@@ -404,7 +425,7 @@ def group_gradients_blas(X, Y, W1, b1, W2, b2, start, stop, block, gW1, gb1, gW2
     return sq
 
 
-@nb.njit(**FAST)
+@nb.njit(inline="always", **FAST)
 def group_gradients(X, Y, W1, b1, W2, b2, start, stop, block, gW1, gb1, gW2, gb2, scratch):
     if X.shape[1] >= BLAS_MIN_INPUTS:
         return group_gradients_blas(X, Y, W1, b1, W2, b2, start, stop, block, gW1, gb1, gW2, gb2)
@@ -495,25 +516,23 @@ def forward_into(X, W1, b1, W2, b2, h2_out, scratch):
 def penalty_value(W, penalty):
     """sum |W| (penalty 0, "l1") or sum W**2 / 2 (penalty 1, "l2"), accumulated in float64."""
     total = 0.0
-    for w in W.ravel():
-        total += abs(w) if penalty == 0 else 0.5 * w * w
+    for k in np.ndindex(W.shape):
+        total += abs(W[k]) if penalty == 0 else 0.5 * W[k] * W[k]
     return total
 
 
-@nb.njit(**STRICT)
+@nb.njit(inline="always", **STRICT)
 def add_penalty(dW, W, coef, penalty):
     """dW += coef * sign(W) ("l1") or coef * W ("l2"); returns penalty_value(W, penalty), in one pass."""
-    flat_dW = dW.ravel()
-    flat_W = W.ravel()
     total = 0.0
     if penalty == 0:
-        for k in range(flat_W.size):
-            flat_dW[k] += coef * np.sign(flat_W[k])
-            total += abs(flat_W[k])
+        for k in np.ndindex(W.shape):
+            dW[k] += coef * np.sign(W[k])
+            total += abs(W[k])
     else:
-        for k in range(flat_W.size):
-            flat_dW[k] += coef * flat_W[k]
-            total += 0.5 * flat_W[k] * flat_W[k]
+        for k in np.ndindex(W.shape):
+            dW[k] += coef * W[k]
+            total += 0.5 * W[k] * W[k]
     return total
 
 
@@ -537,13 +556,11 @@ def loss_and_gradients_into(X, Y, W1, b1, W2, b2, reg, penalty, dW1, db1, dW2, d
     return sq / (2 * N) + reg / N * penalty_total
 
 
-@nb.njit(**STRICT)
+@nb.njit(inline="always", **STRICT)
 def update(P, dP, lr):
     """P -= lr * dP, elementwise, in place."""
-    flat_P = P.ravel()
-    flat_dP = dP.ravel()
-    for k in range(flat_P.size):
-        flat_P[k] -= lr * flat_dP[k]
+    for k in np.ndindex(P.shape):
+        P[k] -= lr * dP[k]
 
 
 @nb.njit(**FAST)
@@ -688,7 +705,7 @@ def certified_setup(Xe, H, O, block):
     return (XeT, xmax), refresh, reference, ranking, near
 
 
-@nb.njit(**STRICT)
+@nb.njit(inline="always", **STRICT)
 def z2_error_bounds(W1, b1, W2, b2, xmax, u, Eh, E2):
     """Fills E2 (O,) with the bound on |z2 - z2 of the float64 forward step| for a forward step in
     precision u (ROUND_32 for float32, ROUND_64 for other float64 code); Eh (H,) is scratch."""
@@ -708,7 +725,7 @@ def z2_error_bounds(W1, b1, W2, b2, xmax, u, Eh, E2):
         E2[o] = 2 * (propagated + (H + 3) * u * s) + TINY
 
 
-@nb.njit(**STRICT)
+@nb.njit(inline="always", **STRICT)
 def drift_bound(W1, b1, W2, b2, R1, r1, R2, r2, xmax, dh):
     """2 max_o (delta[o] + rho[o]): z2[o] of the float64 forward step at W lies within delta[o] + rho[o]
     of the exact z2[o] at R for every sample (rho: its rounding, as in z2_error_bounds with ROUND_64).
@@ -732,7 +749,7 @@ def drift_bound(W1, b1, W2, b2, R1, r1, R2, r2, xmax, dh):
     return 2 * worst * (1 + 1e-9) + TINY
 
 
-@nb.njit(**STRICT)
+@nb.njit(inline="always", **STRICT)
 def sample_z2(x, W1, b1, W2, b2, z2):
     """z2[:, 0] = b2 + sigmoid(b1 + x W1) W2 for one sample x (D,), in scalar float64 code."""
     D, H = W1.shape
@@ -751,10 +768,8 @@ def sample_z2(x, W1, b1, W2, b2, z2):
 @nb.njit(inline="always", **STRICT)
 def copy_into(dst, src):
     """dst[...] = src, converting to dst's dtype."""
-    flat_dst = dst.ravel()
-    flat_src = src.ravel()
-    for k in range(flat_src.size):
-        flat_dst[k] = flat_src[k]
+    for k in np.ndindex(src.shape):
+        dst[k] = src[k]
 
 
 @nb.njit(inline="always", **STRICT)
@@ -800,9 +815,10 @@ def refresh_margins(setup, Xe, ye, W1, b1, W2, b2):
         n = min(block, N - r0)
         m = padded(n, 4)
         for o in range(O):
-            z2T[o, :m] = b2f[o]
+            for i in range(m):
+                z2T[o, i] = b2f[o]
         for j in range(H):
-            hidden_unit_forward(j, m, W1f, b1f, W2f, XeT[c], h1T[j], z2T)
+            hidden_unit_forward(j, m, W1f, b1f, W2f, XeT[c], h1T, z2T)
         for i in range(n):
             top, margin_i = sample_margin(z2T, i, E2)
             raw[r0 + i] = margin_i
@@ -843,7 +859,7 @@ def near_limit(N):
     return max(4, N // 64)
 
 
-@nb.njit(**STRICT)
+@nb.njit(inline="always", **STRICT)
 def count_near(margin, delta):
     """How many of the increasing margins are not above delta (NaN and -inf included)."""
     near = 0
@@ -897,11 +913,11 @@ def argmax_row(h):
     return best
 
 
-@nb.njit(**FAST)
+@nb.njit(inline="always", **FAST)
 def squared_norm(a):
     total = 0.0
-    for v in a.ravel():
-        total += v * v
+    for k in np.ndindex(a.shape):
+        total += a[k] * a[k]
     return total
 
 
@@ -909,17 +925,33 @@ def squared_norm(a):
 def train_loop_compiled(Xb, Yb, batch_size, lrs, reg, penalty, clip_norm, bias, W1, b1, W2, b2,
                         Xe, ye, Xv, Yv, yv, eval_every, step0, eval_last,
                         losses, grad_norms, accuracies, val_losses, val_accuracies):
-    """The steps of fastmlp.reference.train_loop, compiled: see there for the arguments."""
-    n_steps = lrs.size
-    Nb = Xb.shape[0]
+    """The steps of fastmlp.reference.train_loop, compiled: see there for the arguments. Makes the
+    scratch once, then runs train_steps, which borrows everything (see borrowed) while this call
+    keeps it alive."""
     D, H = W1.shape
     O = W2.shape[1]
-    dW1, db1, dW2, db2 = np.empty_like(W1), np.empty_like(b1), np.empty_like(W2), np.empty_like(b2)
-    h2e = np.empty((Xe.shape[0], W2.shape[1]), Xe.dtype)
-    h2v = np.empty((Xv.shape[0], W2.shape[1]), Xv.dtype)
+    grads = (np.empty_like(W1), np.empty_like(b1), np.empty_like(W2), np.empty_like(b2))
+    outputs = (np.empty((Xe.shape[0], O), Xe.dtype), np.empty((Xv.shape[0], O), Xv.dtype))
     scratch = new_scratch(Xb, W1, W2)       # serial chunks of the batch and evaluation sets alike
-    certify = Xe.itemsize == 8 and Xe.shape[1] < BLAS_MIN_INPUTS     # float64, feature-major path
+    certify = Xe.itemsize == 8 and D < BLAS_MIN_INPUTS      # float64, feature-major path
     certified = certified_setup(Xe if certify else Xe[:0], H, O, plan(Xe.shape[0], D, H, O, 8)[0])
+    return train_steps(Xb, Yb, batch_size, lrs, reg, penalty, clip_norm, bias, W1, b1, W2, b2,
+                       Xe, ye, Xv, Yv, yv, eval_every, step0, eval_last,
+                       losses, grad_norms, accuracies, val_losses, val_accuracies,
+                       grads, outputs, scratch, certify, certified)
+
+
+@nb.njit(**FAST)
+def train_steps(Xb, Yb, batch_size, lrs, reg, penalty, clip_norm, bias, W1, b1, W2, b2,
+                Xe, ye, Xv, Yv, yv, eval_every, step0, eval_last,
+                losses, grad_norms, accuracies, val_losses, val_accuracies,
+                grads, outputs, scratch, certify, certified):
+    """train_loop_compiled's loop, on borrowed arrays (its caller owns them)."""
+    Xb, Yb, W1, b1, W2, b2 = borrowed((Xb, Yb, W1, b1, W2, b2))
+    Xe, ye, Xv, Yv, yv = borrowed((Xe, ye, Xv, Yv, yv))
+    (dW1, db1, dW2, db2), (h2e, h2v), scratch, certified = borrowed((grads, outputs, scratch, certified))
+    n_steps = lrs.size
+    Nb = Xb.shape[0]
     for t in range(n_steps):
         start = (t * batch_size) % Nb
         stop = min(start + batch_size, Nb)

@@ -133,6 +133,87 @@ def test_train_loop_matches_reference_loop(xor_data):
     assert np.isfinite(accuracies[6]) and np.isnan(accuracies[5]) and np.isfinite(accuracies[-1])
 
 
+def exact_correct(X, y, W1, b1, W2, b2):
+    """The oracle: argmax (first of equals) of the float64 forward kernel, counted."""
+    return int((np.argmax(kernels.forward(X, W1, b1, W2, b2), axis=1) == y).sum())
+
+
+@pytest.mark.parametrize("N, D, H, O, weight_scale, step_scale, seed", [
+    (300, 2, 10, 2, 1.0, 1e-4, 0),      # the article's shape, small steps: mostly lazy
+    (300, 2, 10, 2, 1.0, 1e-2, 1),      # big steps: many refreshes
+    (1500, 3, 7, 3, 2.0, 1e-3, 2),      # several chunks, three classes
+    (40, 1, 3, 4, 0.5, 1e-3, 3),        # a few samples (all rechecked), four classes
+    (300, 2, 10, 2, 30.0, 1e-3, 4),     # saturated outputs (z2 beyond Z_MAX): unsure, exact path
+    (700, 5, 33, 2, 1.0, 3e-3, 5),
+])
+def test_certified_accuracy_equals_the_float64_forward_step(N, D, H, O, weight_scale, step_scale, seed):
+    """Along a random walk of the parameters, the lazy certified count equals the exact one at every
+    step, whichever of its paths (float32 refresh, drift bound, float64 recheck, exact) decided."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(N, D))
+    y = rng.integers(0, O, N)
+    W1, b1, W2, b2 = [rng.normal(size=s) * weight_scale for s in [(D, H), (H,), (H, O), (O,)]]
+    setup = kernels.certified_setup(X, H, O, kernels.plan(N, D, H, O, 8)[0])
+    for _ in range(400):
+        for p in (W1, b1, W2, b2):
+            p += rng.normal(size=p.shape) * step_scale
+        assert kernels.certified_correct(setup, X, y, W1, b1, W2, b2) == exact_correct(X, y, W1, b1, W2, b2)
+    info = setup[3][3]
+    assert info[3] >= 1                                   # refreshed at least once
+
+
+def logits(X, W1, b1, W2, b2):
+    """z2 of the reference, in X's dtype."""
+    return reference.sigmoid(X @ W1 + b1) @ W2 + b2
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_certification_bounds_hold(seed):
+    """The float32 error bound E2 and the drift bound hold for every sample (and are not vacuous)."""
+    rng = np.random.default_rng(seed)
+    N, D, H, O = 2000, 1 + seed % 4, 3 + 7 * seed, 2 + seed % 3
+    X = rng.normal(size=(N, D)) * 10.0**(seed % 3 - 1)
+    W1, b1, W2, b2 = [rng.normal(size=s) * 3.0 for s in [(D, H), (H,), (H, O), (O,)]]
+    xmax = np.abs(X).max(axis=0)
+    Eh, E2 = np.empty(H), np.empty(O)
+    kernels.z2_error_bounds(W1, b1, W2, b2, xmax, kernels.ROUND_32, Eh, E2)
+    z64 = logits(X, W1, b1, W2, b2)
+    z32 = logits(*(a.astype(np.float32) for a in (X, W1, b1, W2, b2))).astype(np.float64)
+    assert (np.abs(z32 - z64) <= E2).all()
+    assert E2.max() < 1e-2 * (np.abs(W2).sum(axis=0).max() + 1)
+    R = [p + rng.normal(size=p.shape) * 1e-3 for p in (W1, b1, W2, b2)]
+    delta = kernels.drift_bound(W1, b1, W2, b2, *R, xmax, Eh)
+    moved = np.abs(logits(X, W1, b1, W2, b2) - logits(X, *R)).max()
+    assert moved <= delta / 2 < 1e3 * moved
+
+
+def test_certified_accuracy_is_lazy_between_small_steps():
+    """Small steps leave most samples' predictions certain: far fewer refreshes than evaluations."""
+    rng = np.random.default_rng(7)
+    X, y = fastmlp.datasets.xor()
+    W1, W2 = rng.normal(size=(2, 10)), rng.normal(size=(10, 2))
+    b1, b2 = np.zeros(10), np.zeros(2)
+    setup = kernels.certified_setup(X, 10, 2, 512)
+    for _ in range(500):
+        W1 += rng.normal(size=W1.shape) * 1e-5
+        kernels.certified_correct(setup, X, y, W1, b1, W2, b2)
+    refreshes = setup[3][3][3]
+    assert 1 <= refreshes < 50
+
+
+def test_certified_accuracy_breaks_ties_like_argmax():
+    """Equal outputs (identical output columns) give exactly equal float64 outputs: class 0, as
+    np.argmax; the float32 pass must not decide these."""
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(200, 2))
+    y = rng.integers(0, 2, 200)
+    W1, b1 = rng.normal(size=(2, 6)), rng.normal(size=6)
+    w = rng.normal(size=(6, 1))
+    W2, b2 = np.hstack([w, w]), np.zeros(2)
+    setup = kernels.certified_setup(X, 6, 2, 512)
+    assert kernels.certified_correct(setup, X, y, W1, b1, W2, b2) == (y == 0).sum()
+
+
 def test_train_loop_stops_on_divergence(xor_data):
     X, y, Y = xor_data
     W1, W2 = np.full((2, 3), 1e308), np.ones((3, 2))
