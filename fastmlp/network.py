@@ -1,45 +1,82 @@
-"""MLP: the network's parameters, validation of what users pass, and dispatch to a backend."""
+"""MLP: the network's architecture and parameters, validation of what users pass, dispatch to a backend."""
 
 import numpy as np
 
-from . import training
+from . import reference, training
+from .architecture import Architecture
 from .backends import BACKENDS, get_backend
 from .files import atomic_path
 from .reference import PENALTIES
 from .validation import (
-    check_array, check_dtype, check_labels, check_option, check_scalar, check_seed, check_sizes,
+    check_architecture, check_array, check_dtype, check_labels, check_option, check_scalar, check_seed,
+    check_targets,
 )
 
 DEFAULT_BACKEND = "numba"
 
 
-class MLP:
-    """A one-hidden-layer sigmoid network, the article's, with optional biases.
+def article_init(rng, sizes, activations):
+    """The article's code: per layer (2 * random((fan_in, fan_out)) - 1) / sqrt(fan_in); biases zero."""
+    weights = [(2 * rng.random_sample((a, b)) - 1) / np.sqrt(a) for a, b in zip(sizes[:-1], sizes[1:])]
+    return weights, [np.zeros(b) for b in sizes[1:]]
 
-    sizes: (n_inputs, n_hidden, n_outputs). bias=False is the article's network exactly; bias=True
-    (the default) adds b1, b2, initialised to zero and never regularised. Weights are drawn as the
-    article's code draws them: RandomState(seed), for each layer in order
-    (2 * random((fan_in, fan_out)) - 1) / sqrt(fan_in); seed=2017 with sizes (2, 3, 2) gives the
-    article's W1 and W2. backend: "numpy" (the reference) or "numba" (the compiled kernels).
-    dtype: "float32" or "float64"; inputs are cast to it and every result comes in it.
+
+def glorot_init(rng, sizes, activations):
+    """scikit-learn's MLP: W and b ~ U(-s, s), s = sqrt(f / (fan_in + fan_out)), f = 2 for a sigmoid
+    layer and 6 otherwise (the output layer takes the last hidden layer's), drawn W then b per layer."""
+    weights, biases = [], []
+    for l, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        activation = activations[min(l, len(activations) - 1)] if activations else None
+        bound = np.sqrt((2.0 if activation == "sigmoid" else 6.0) / (fan_in + fan_out))
+        weights.append(rng.uniform(-bound, bound, (fan_in, fan_out)))
+        biases.append(rng.uniform(-bound, bound, fan_out))
+    return weights, biases
+
+
+def he_init(rng, sizes, activations):
+    """W ~ U(-s, s) with s = sqrt(6 / fan_in) (He et al., uniform); biases zero."""
+    weights = [rng.uniform(-np.sqrt(6.0 / a), np.sqrt(6.0 / a), (a, b)) for a, b in zip(sizes[:-1], sizes[1:])]
+    return weights, [np.zeros(b) for b in sizes[1:]]
+
+
+INITS = {"article": article_init, "glorot": glorot_init, "he": he_init}
+
+
+class MLP:
+    """A multilayer perceptron of LEGO bricks; MLP((2, 3, 2), seed=2017) is the article's network.
+
+    sizes: (n_inputs, *hidden, n_outputs). activation: "sigmoid", "tanh", "relu" or "identity" for
+    every hidden layer, or one name per hidden layer. output: "sigmoid", "softmax" or "identity".
+    loss: "mse" (the article's sum((Y - out)**2) / (2N)) or "cross_entropy" (sigmoid or softmax
+    outputs). init: "article" (RandomState(seed), per layer (2 * random((fan_in, fan_out)) - 1) /
+    sqrt(fan_in), biases zero: seed 2017 gives the article's weights), "glorot" (as scikit-learn's MLP)
+    or "he". bias=False is the article's network exactly: biases stay zero and are never trained.
+    backend: "numpy" (the reference) or "numba" (the compiled kernels). dtype: "float32" or "float64";
+    inputs are cast to it and every result comes in it.
     """
 
-    def __init__(self, sizes, bias=True, seed=2017, backend=DEFAULT_BACKEND, dtype="float64"):
-        self.sizes = check_sizes(sizes)
+    def __init__(self, sizes, bias=True, seed=2017, backend=DEFAULT_BACKEND, dtype="float64",
+                 activation="sigmoid", output="sigmoid", loss="mse", init="article"):
         if not isinstance(bias, (bool, np.bool_)):
             raise TypeError(f"bias must be True or False, got {bias!r}")
-        self.bias = bool(bias)
+        self._arch = check_architecture(sizes, activation, output, loss, bool(bias))
+        self._init = check_option("init", init, INITS)
         self.backend = backend
         self._dtype = check_dtype(dtype)
         rng = np.random.RandomState(check_seed("seed", seed))
-        weights = []
-        for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:]):
-            weights.append((2 * rng.random_sample((fan_in, fan_out)) - 1) / np.sqrt(fan_in))
-        self._W1, self._W2 = (W.astype(self._dtype) for W in weights)
-        self._b1 = np.zeros(self.sizes[1], self._dtype)
-        self._b2 = np.zeros(self.sizes[2], self._dtype)
+        weights, biases = INITS[init](rng, self.sizes, self.activations)
+        self._theta = np.concatenate([W.ravel() for W in weights] + [b for b in biases]).astype(self._dtype)
+        if not self.bias:
+            self._theta[self._arch.n_weights:] = 0
 
     # -- attributes -------------------------------------------------------------------------------
+
+    sizes = property(lambda self: self._arch.sizes, doc="(n_inputs, *hidden, n_outputs)")
+    activations = property(lambda self: self._arch.activations, doc="one activation per hidden layer")
+    output = property(lambda self: self._arch.output, doc="the output layer's function")
+    loss_name = property(lambda self: self._arch.loss, doc="the loss's name (`loss` is the method)")
+    bias = property(lambda self: self._arch.bias, doc="whether the layers have trained biases")
+    init = property(lambda self: self._init, doc="the initialisation rule's name")
 
     @property
     def backend(self):
@@ -56,42 +93,41 @@ class MLP:
 
     @property
     def weights(self):
-        """[W1 (D, H), W2 (H, O)], read-only views; assign a new list to change them."""
-        return [_read_only(self._W1), _read_only(self._W2)]
+        """[W1 (sizes[0], sizes[1]), ..., WL], read-only views; assign a new list to change them."""
+        return [_read_only(W) for W in self._arch.split(self._theta)[0]]
 
     @weights.setter
     def weights(self, values):
-        D, H, O = self.sizes
-        W1, W2 = self._check_pair("weights", values, [(D, H), (H, O)])
-        self._W1, self._W2 = W1, W2
+        shapes = list(zip(self.sizes[:-1], self.sizes[1:]))
+        self._assign("weights", values, shapes, self._arch.split(self._theta)[0])
 
     @property
     def biases(self):
-        """[b1 (H,), b2 (O,)], read-only views; [] for a network without biases."""
+        """[b1 (sizes[1],), ..., bL], read-only views; [] for a network without biases."""
         if not self.bias:
             return []
-        return [_read_only(self._b1), _read_only(self._b2)]
+        return [_read_only(b) for b in self._arch.split(self._theta)[1]]
 
     @biases.setter
     def biases(self, values):
         if not self.bias:
             raise ValueError("biases cannot be set on a network built with bias=False")
-        _, H, O = self.sizes
-        self._b1, self._b2 = self._check_pair("biases", values, [(H,), (O,)])
+        self._assign("biases", values, [(s,) for s in self.sizes[1:]], self._arch.split(self._theta)[1])
 
     @property
     def parameters(self):
         """weights + biases, in that order (the order of the gradients)."""
         return self.weights + self.biases
 
-    def _check_pair(self, name, values, shapes):
+    def _assign(self, name, values, shapes, targets):
+        """Check every array of `values` first, then copy them all into theta (all or nothing)."""
         values = list(values) if isinstance(values, (list, tuple)) else None
-        if values is None or len(values) != 2:
-            raise ValueError(f"{name} must be a list of 2 arrays with shapes {shapes}")
-        return [
-            check_array(f"{name}[{i}]", v, ndim=len(s), dtype=self._dtype, shape=s).copy()
-            for i, (v, s) in enumerate(zip(values, shapes))
-        ]
+        if values is None or len(values) != len(shapes):
+            raise ValueError(f"{name} must be a list of {len(shapes)} arrays with shapes {shapes}")
+        checked = [check_array(f"{name}[{i}]", v, ndim=len(s), dtype=self._dtype, shape=s)
+                   for i, (v, s) in enumerate(zip(values, shapes))]
+        for target, value in zip(targets, checked):
+            target[...] = value
 
     # -- checks of what users pass ------------------------------------------------------------------
 
@@ -105,60 +141,74 @@ class MLP:
             raise ValueError(f"X and Y must have the same number of rows, got {len(X)} and {len(Y)}")
         return X, Y
 
-    def _params(self):
-        return self._W1, self._b1, self._W2, self._b2
+    def _targets(self, name, y, n_samples):
+        """(Y, labels) from what fit and score take: integer labels for classification outputs
+        (Y one-hot, or y itself as a column for one sigmoid output), float targets (N,) or (N, O) for
+        identity (labels empty)."""
+        O = self.sizes[-1]
+        if self._arch.is_classifier():
+            labels = check_labels(name, y, n_classes=max(O, 2), n_samples=n_samples)
+            Y = labels[:, None] if O == 1 else np.eye(O)[labels]
+            return Y.astype(self._dtype), labels
+        Y = check_targets(name, y, n_outputs=O, n_samples=n_samples, dtype=self._dtype)
+        return Y, np.zeros(0, np.int64)
 
     # -- the network's functions --------------------------------------------------------------------
 
     def forward(self, X):
-        """The network's output h2 (N, O) for inputs X (N, D)."""
-        return self._backend.forward(self._check_X(X), *self._params())
+        """The output layer h_L (N, O) for inputs X (N, D)."""
+        return self._backend.forward(self._arch, self._theta, self._check_X(X))
 
     def predict(self, X):
-        """Predicted class labels (N,) int64: the argmax of h2."""
-        return np.argmax(self.forward(X), axis=1)
+        """Class labels (N,) int64 for sigmoid/softmax outputs (argmax; one sigmoid output: 1 where it
+        exceeds 0.5), the outputs (N, O) themselves for identity."""
+        return reference.predict_from_output(self._arch, self.forward(X))
 
     def score(self, X, y):
-        """Accuracy in [0, 1] of predict(X) against integer labels y (N,)."""
+        """Accuracy of predict(X) against labels y for classification outputs; R^2 (as scikit-learn's
+        r2_score) against targets y for identity."""
         X = self._check_X(X)
-        y = check_labels("y", y, n_classes=self.sizes[-1], n_samples=len(X))
-        predicted = np.argmax(self._backend.forward(X, *self._params()), axis=1)   # X checked once
-        return float(np.mean(predicted == y))
+        Y, labels = self._targets("y", y, len(X))
+        h = self._backend.forward(self._arch, self._theta, X)        # X checked once
+        return reference.score_from_output(self._arch, h, Y, labels)
 
     def loss(self, X, Y, reg=0.0, penalty="l2"):
-        """sum((Y - h2)**2) / (2N) + (reg / N) * penalty(weights), as a float."""
+        """The data loss plus (reg / N) * penalty(weights), as a float; Y (N, O) as the outputs."""
         X, Y = self._check_XY(X, Y)
         reg, penalty = _check_reg(reg, penalty)
-        return self._backend.loss(X, Y, *self._params(), reg, penalty)
+        return self._backend.loss(self._arch, self._theta, X, Y, reg, penalty)
 
     def loss_and_gradients(self, X, Y, reg=0.0, penalty="l2"):
-        """(loss, grads): grads aligned with `parameters` ([dW1, dW2] then [db1, db2] with biases)."""
+        """(loss, grads): grads aligned with `parameters` (weights, then biases if the net has them)."""
         X, Y = self._check_XY(X, Y)
         reg, penalty = _check_reg(reg, penalty)
-        loss, (dW1, db1, dW2, db2) = self._backend.loss_and_gradients(X, Y, *self._params(), reg, penalty)
-        return loss, [dW1, dW2] + ([db1, db2] if self.bias else [])
+        loss, gradient = self._backend.loss_and_gradients(self._arch, self._theta, X, Y, reg, penalty)
+        weights, biases = self._arch.split(gradient)
+        return loss, weights + (biases if self.bias else [])
 
     def step(self, X, Y, lr, reg=0.0, penalty="l2"):
         """One gradient-descent update of every parameter in place; returns the loss before it."""
         X, Y = self._check_XY(X, Y)
         lr = check_scalar("lr", lr, low=0.0, low_inclusive=False)
         reg, penalty = _check_reg(reg, penalty)
-        return self._backend.step(X, Y, *self._params(), lr, reg, penalty, self.bias)
+        return self._backend.step(self._arch, self._theta, X, Y, lr, reg, penalty)
 
     def fit(self, X, y, *, lr, steps, batch_size=None, shuffle=False, reg=0.0, penalty="l2",
             schedule="constant", decay=1e-3, clip_norm=None, eval_every=100, eval_set=None,
             snapshot_every=None, seed=None, progress=True, on_divergence="raise"):
-        """Train by gradient descent on integer labels y; returns a History (`history.frame`).
+        """Train by gradient descent; returns a History (`history.frame`).
 
-        batch_size: None for full batch. shuffle=False trains every step on the first batch_size
-        samples (the article's run); True deals a fresh permutation each epoch (seeded by `seed`).
-        reg, penalty: the loss's regularisation ("l2" or "l1"). schedule: "constant", "inverse"
-        (lr / (1 + decay t)) or "exponential" (lr exp(-decay t)), t the 0-based step. clip_norm: clip
-        the gradient's global norm. eval_every: record a row every this many steps (and the last):
-        loss (the step's pre-update batch loss), accuracy (on all of X, y, after the update), lr,
-        grad_norm, and val_loss / val_accuracy on eval_set=(X_val, y_val). snapshot_every: keep a
-        copy of the parameters this often (for animations). on_divergence: "raise" a DivergenceError
-        or "stop" with a warning and return the history so far.
+        y: integer labels for classification outputs (one sigmoid output: 0/1), float targets (N,)
+        or (N, O) for identity. batch_size: None for full batch. shuffle=False trains every step on
+        the first batch_size samples (the article's run); True deals a fresh permutation each epoch
+        (seeded by `seed`). reg, penalty: the loss's regularisation ("l2" or "l1"). schedule:
+        "constant", "inverse" (lr / (1 + decay t)) or "exponential" (lr exp(-decay t)), t the 0-based
+        step. clip_norm: clip the gradient's global norm. eval_every: record a row every this many
+        steps (and the last): loss (the step's pre-update batch loss), the score on all of X, y after
+        the update ("accuracy", or "r2" for identity outputs), lr, grad_norm, and val_loss / val_<score>
+        on eval_set=(X_val, y_val). snapshot_every: keep a copy of the parameters this often (for
+        animations). on_divergence: "raise" a DivergenceError or "stop" with a warning and return the
+        history so far.
         """
         return training.fit(
             self, X, y, lr=lr, steps=steps, batch_size=batch_size, shuffle=shuffle, reg=reg,
@@ -167,17 +217,20 @@ class MLP:
             progress=progress, on_divergence=on_divergence)
 
     def save(self, path):
-        """Write the network to an .npz file (sizes, bias, dtype, backend, parameters), atomically."""
+        """Write the network to an .npz file (its whole architecture and parameters), atomically."""
+        arch = self._arch
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
-                np.savez(f, format=np.array(MODEL_FORMAT), sizes=np.array(self.sizes),
-                         bias=np.array(self.bias), dtype=np.array(self.dtype.name),
-                         backend=np.array(self.backend), W1=self._W1, W2=self._W2,
-                         b1=self._b1, b2=self._b2)
+                np.savez(f, format=np.array(MODEL_FORMAT), sizes=np.array(arch.sizes),
+                         activations=np.array(arch.activations, dtype=str), output=np.array(arch.output),
+                         loss=np.array(arch.loss), init=np.array(self.init), bias=np.array(arch.bias),
+                         dtype=np.array(self.dtype.name), backend=np.array(self.backend),
+                         theta=self._theta)
 
     def __repr__(self):
-        return (f"MLP({self.sizes}, bias={self.bias}, backend={self.backend!r}, "
-                f"dtype={self.dtype.name!r})")
+        return (f"MLP({self.sizes}, bias={self.bias}, backend={self.backend!r}, dtype={self.dtype.name!r}, "
+                f"activation={list(self.activations)!r}, output={self.output!r}, loss={self.loss_name!r}, "
+                f"init={self.init!r})")
 
 
 def _check_reg(reg, penalty):
@@ -190,25 +243,46 @@ def _read_only(a):
     return view
 
 
-MODEL_FORMAT = "fastmlp-model-1"
-MODEL_KEYS = {"format", "sizes", "bias", "dtype", "backend", "W1", "W2", "b1", "b2"}
+MODEL_FORMAT = "fastmlp-model-2"
+MODEL_KEYS = {"format", "sizes", "activations", "output", "loss", "init", "bias", "dtype", "backend", "theta"}
+MODEL_FORMAT_1 = "fastmlp-model-1"      # one sigmoid hidden layer, sigmoid outputs, mse
+MODEL_KEYS_1 = {"format", "sizes", "bias", "dtype", "backend", "W1", "W2", "b1", "b2"}
 
 
 def load(path):
-    """Read a network written by MLP.save; a truncated or foreign file raises ValueError."""
+    """Read a network written by MLP.save (this format or fastmlp-model-1); a truncated or foreign
+    file raises ValueError."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            missing = MODEL_KEYS - set(data.files)
-            if missing or str(data["format"]) != MODEL_FORMAT:
-                raise ValueError(f"missing {sorted(missing)}" if missing else "unknown format")
-            fields = {k: data[k] for k in MODEL_KEYS}
+            if "format" not in data.files:
+                raise ValueError("missing ['format']")
+            version = str(data["format"])
+            keys = {MODEL_FORMAT: MODEL_KEYS, MODEL_FORMAT_1: MODEL_KEYS_1}.get(version)
+            if keys is None:
+                raise ValueError(f"unknown format {version!r}")
+            missing = keys - set(data.files)
+            if missing:
+                raise ValueError(f"missing {sorted(missing)}")
+            fields = {k: data[k] for k in keys}
+            net = _from_fields(version, fields)
     except FileNotFoundError:
         raise
     except Exception as exc:
         raise ValueError(f"{path} is not a readable fastmlp model file ({exc})") from None
-    net = MLP(tuple(int(s) for s in fields["sizes"]), bias=bool(fields["bias"]),
-              backend=str(fields["backend"]), dtype=str(fields["dtype"]))
-    net.weights = [fields["W1"], fields["W2"]]
-    if net.bias:
-        net.biases = [fields["b1"], fields["b2"]]
+    return net
+
+
+def _from_fields(version, fields):
+    common = dict(bias=bool(fields["bias"]), backend=str(fields["backend"]), dtype=str(fields["dtype"]))
+    sizes = tuple(int(s) for s in fields["sizes"])
+    if version == MODEL_FORMAT_1:
+        net = MLP(sizes, **common)
+        net.weights = [fields["W1"], fields["W2"]]
+        if net.bias:
+            net.biases = [fields["b1"], fields["b2"]]
+        return net
+    net = MLP(sizes, activation=[str(a) for a in fields["activations"]], output=str(fields["output"]),
+              loss=str(fields["loss"]), init=str(fields["init"]), **common)
+    theta = check_array("theta", fields["theta"], ndim=1, dtype=net._dtype, shape=(net._arch.n_parameters,))
+    net._theta[...] = theta
     return net

@@ -22,8 +22,11 @@ class TrainingFigure:
     def __init__(self, net, X, y, history, resolution=200, title=None):
         if net.sizes[0] != 2:
             raise ValueError(f"plots need 2-D inputs, the network takes {net.sizes[0]}")
+        if net.output == "identity":
+            raise ValueError("plots need a classifier (output 'sigmoid' or 'softmax'), the network's output is 'identity'")
         from .network import MLP
-        self.net = MLP(net.sizes, bias=net.bias, backend=net.backend, dtype=net.dtype.name)
+        self.net = MLP(net.sizes, bias=net.bias, backend=net.backend, dtype=net.dtype.name,
+                       activation=net.activations, output=net.output, loss=net.loss_name)
         self.X, self.y, self.history = np.asarray(X), np.asarray(y), history
         frame = _downsample(history.frame)
         self.fig = Figure(figsize=(15, 4.6), dpi=80)
@@ -36,7 +39,7 @@ class TrainingFigure:
         gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution))
         self.grid = np.c_[gx.ravel(), gy.ravel()]
         self.grid_shape = gx.shape
-        n_classes = net.sizes[-1]
+        n_classes = max(net.sizes[-1], 2)
         cmap = ListedColormap([COLORS[k % len(COLORS)] for k in range(n_classes)])
         self.regions = ax_map.imshow(np.zeros(gx.shape), origin="lower", extent=(lo[0], hi[0], lo[1], hi[1]),
                                      cmap=cmap, vmin=-0.5, vmax=n_classes - 0.5, alpha=0.3, aspect="auto")
@@ -61,7 +64,7 @@ class TrainingFigure:
 
     def show_step(self, step, parameters):
         """Update every artist to training step `step` with the network's `parameters` then."""
-        n_w = 2
+        n_w = len(self.net.sizes) - 1
         self.net.weights = parameters[:n_w]
         if self.net.bias:
             self.net.biases = parameters[n_w:]

@@ -1,23 +1,40 @@
-"""The article's network in plain NumPy: the readable oracle every other backend is checked against.
+"""The article's math in plain NumPy, brick by brick: the readable oracle every backend is checked against.
 
-One hidden layer, sigmoid everywhere, squared-error loss (shapes: X (N, D), Y (N, O) one-hot,
-W1 (D, H), b1 (H,), W2 (H, O), b2 (O,)):
+A network stacks L dense layers (fastmlp.architecture). With h0 = X (N, D), for l = 1 .. L:
 
-    z1 = X @ W1 + b1        h1 = sigmoid(z1)
-    z2 = h1 @ W2 + b2       h2 = sigmoid(z2)
-    Loss = sum((Y - h2)**2) / (2N) + (reg / N) * penalty(W1, W2)
+    z_l = h_{l-1} @ W_l + b_l        h_l = activation_l(z_l)   (the output function for l = L)
+    Loss = data loss(Y, z_L, h_L) + (reg / N) * penalty(W_1, ..., W_L)
 
-with penalty = (sum W1**2 + sum W2**2) / 2 for "l2" (the article's) or sum |W1| + sum |W2| for "l1".
-Biases are never penalised; a network without biases passes zeros and ignores their gradients.
+The bricks, each a small named function in a table looked up by name:
+- ACTIVATIONS: identity, sigmoid, tanh, relu, each with its derivative written through its output h
+  (sigmoid: h (1 - h), tanh: 1 - h**2, relu: 1 where h > 0);
+- OUTPUTS: identity, sigmoid, softmax (the last not elementwise: its backward is a Jacobian product);
+- LOSSES: "mse" sum((Y - h_L)**2) / (2N) (the article's) and "cross_entropy" (-sum(Y log p) / N with
+  softmax, -sum(Y log p + (1 - Y) log(1 - p)) / N with sigmoid, computed stably from z_L), each with its
+  gradient with respect to z_L;
+- PENALTIES: "l2" sum(W**2) / 2 (the article's) and "l1" sum |W|, over the weights only.
 
-The gradients are the true gradients of this loss (checked against finite differences). The article's
+The backward step walks the layers in reverse, one article-named factor at a time: for the article's
+network (2, 3, 2) it yields the article's dLoss_dh2, dh2_dz2, dLoss_dW2, dLoss_dh1, dh1_dz1, dLoss_dW1.
+The gradients are the true gradients of the loss (checked against finite differences). The article's
 code differs in two ways: it omits the 1/N of the data term, and adds reg * sum(W**2) (a scalar) where
 the penalty's derivative reg * W / N belongs. See README "How fastmlp differs from the article's code".
 
-Every function computes in the dtype of its inputs: float32 in, float32 out.
+Parameters come as one flat vector theta (see fastmlp.architecture); gradients are returned the same
+way. Every function computes in the dtype of its inputs: float32 in, float32 out.
 """
 
 import numpy as np
+
+# -- activations: f(z), and f'(z) written through h = f(z) -------------------------------------------
+
+
+def identity(z):
+    return z
+
+
+def identity_derivative(h):
+    return np.ones_like(h)
 
 
 def sigmoid(z):
@@ -29,6 +46,100 @@ def sigmoid(z):
 def sigmoid_derivative(h):
     """d sigmoid(z) / dz written through its output h = sigmoid(z): h * (1 - h)."""
     return h * (1 - h)
+
+
+def tanh(z):
+    return np.tanh(z)
+
+
+def tanh_derivative(h):
+    """d tanh(z) / dz = 1 - tanh(z)**2."""
+    return 1 - h * h
+
+
+def relu(z):
+    return np.maximum(z, 0)
+
+
+def relu_derivative(h):
+    """1 where relu(z) > 0, else 0 (0 at the kink z = 0, as scikit-learn and PyTorch take it)."""
+    return (h > 0).astype(h.dtype)
+
+
+ACTIVATIONS = {
+    "identity": (identity, identity_derivative),
+    "sigmoid": (sigmoid, sigmoid_derivative),
+    "tanh": (tanh, tanh_derivative),
+    "relu": (relu, relu_derivative),
+}
+
+
+# -- outputs: the last layer's function ----------------------------------------------------------------
+
+
+def softmax(z):
+    """exp(z) / sum(exp(z)) along each row, shifted by the row's maximum so that no exp overflows."""
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def softmax_backward(p, dLoss_dp):
+    """dLoss_dz from dLoss_dp through p = softmax(z): p * (dLoss_dp - sum_k dLoss_dp[k] p[k])."""
+    return p * (dLoss_dp - np.sum(dLoss_dp * p, axis=1, keepdims=True))
+
+
+OUTPUTS = {
+    "identity": (identity, identity_derivative),
+    "sigmoid": (sigmoid, sigmoid_derivative),
+    "softmax": (softmax, None),           # not elementwise: see softmax_backward
+}
+
+
+# -- losses: the value, and the gradient with respect to the output layer's pre-activation z -----------
+
+
+def squared_error(Y, z, h, output):
+    """sum((Y - h)**2) / (2N), the article's loss."""
+    return np.sum((Y - h) ** 2) / (2 * len(Y))
+
+
+def squared_error_gradient(Y, z, h, output):
+    """The output layer's factors: dLoss_dh = -(Y - h) / N, then through the output function
+    (dh_dz elementwise, or softmax's Jacobian) to dLoss_dz."""
+    dLoss_dh = -(Y - h) / len(Y)
+    if output == "softmax":
+        return {"dLoss_dh": dLoss_dh, "dLoss_dz": softmax_backward(h, dLoss_dh)}
+    dh_dz = OUTPUTS[output][1](h)
+    return {"dLoss_dh": dLoss_dh, "dh_dz": dh_dz, "dLoss_dz": dLoss_dh * dh_dz}
+
+
+def softplus(z):
+    """log(1 + exp(z)) without overflow: max(z, 0) + log1p(exp(-|z|))."""
+    return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
+
+
+def cross_entropy(Y, z, h, output):
+    """-sum(Y log p) / N for softmax, -sum(Y log p + (1 - Y) log(1 - p)) / N for sigmoid, from z:
+    log softmax(z) = z - max - log(sum exp(z - max)); -(Y log p + (1-Y) log(1-p)) = softplus(z) - Y z."""
+    if output == "softmax":
+        shifted = z - z.max(axis=1, keepdims=True)
+        log_p = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+        return -np.sum(Y * log_p) / len(Y)
+    return np.sum(softplus(z) - Y * z) / len(Y)
+
+
+def cross_entropy_gradient(Y, z, h, output):
+    """With its matching output (softmax or sigmoid) the chain collapses: dLoss_dz = (p - Y) / N."""
+    return {"dLoss_dz": (h - Y) / len(Y)}
+
+
+LOSSES = {
+    "mse": (squared_error, squared_error_gradient),
+    "cross_entropy": (cross_entropy, cross_entropy_gradient),
+}
+
+
+# -- penalties on the weights ----------------------------------------------------------------------------
 
 
 def l2_penalty(W):
@@ -55,122 +166,169 @@ PENALTIES = {
 }
 
 
-def forward_trace(X, W1, b1, W2, b2):
-    """The forward step, keeping every intermediate: returns z1, h1 (N, H) and z2, h2 (N, O)."""
-    z1 = X @ W1 + b1
-    h1 = sigmoid(z1)
-    z2 = h1 @ W2 + b2
-    h2 = sigmoid(z2)
-    return z1, h1, z2, h2
+# -- the network ----------------------------------------------------------------------------------------
 
 
-def forward(X, W1, b1, W2, b2):
-    """The network's output h2 (N, O)."""
-    return forward_trace(X, W1, b1, W2, b2)[-1]
+def layer_function(arch, l):
+    """The function of layer l (1-based): its hidden activation, or the output function for l = L."""
+    if l == arch.n_layers:
+        return OUTPUTS[arch.output][0]
+    return ACTIVATIONS[arch.activations[l - 1]][0]
 
 
-def loss(X, Y, W1, b1, W2, b2, reg=0.0, penalty="l2"):
-    """Loss = sum((Y - h2)**2) / (2N) + (reg / N) * penalty(W1, W2), as a Python float."""
-    h2 = forward(X, W1, b1, W2, b2)
-    return loss_from_output(Y, h2, W1, W2, reg, penalty)
+def forward_trace(arch, theta, X):
+    """The forward step, keeping every layer: {"h0": X, "z1": .., "h1": .., ..., "zL": .., "hL": ..}."""
+    weights, biases = arch.split(theta)
+    trace = {"h0": X}
+    for l, (W, b) in enumerate(zip(weights, biases), start=1):
+        trace[f"z{l}"] = trace[f"h{l - 1}"] @ W + b
+        trace[f"h{l}"] = layer_function(arch, l)(trace[f"z{l}"])
+    return trace
 
 
-def loss_from_output(Y, h2, W1, W2, reg, penalty):
-    """The loss from the network's output h2 (N, O) (shared by both backends' `loss`)."""
-    N = len(Y)
-    penalty_value, _ = PENALTIES[penalty]
-    data_term = np.sum((Y - h2) ** 2) / (2 * N)
-    reg_term = reg / N * (penalty_value(W1) + penalty_value(W2))
-    return float(data_term + reg_term)
+def forward(arch, theta, X):
+    """The network's output h_L (N, O)."""
+    return forward_trace(arch, theta, X)[f"h{arch.n_layers}"]
 
 
-def backward(X, Y, W1, W2, h1, h2, reg=0.0, penalty="l2"):
-    """The backward step, by the chain rule, one article-named factor at a time.
-
-    Returns a dict of every factor: dLoss_dh2, dh2_dz2 (N, O); dLoss_dh1, dh1_dz1 (N, H);
-    and the gradients dLoss_dW1 (D, H), dLoss_db1 (H,), dLoss_dW2 (H, O), dLoss_db2 (O,).
-    """
-    N = len(X)
-    _, penalty_gradient = PENALTIES[penalty]
-
-    dLoss_dh2 = -(Y - h2) / N
-    dh2_dz2 = sigmoid_derivative(h2)
-    dLoss_dz2 = dLoss_dh2 * dh2_dz2
-    dLoss_dW2 = h1.T @ dLoss_dz2 + reg / N * penalty_gradient(W2)
-    dLoss_db2 = dLoss_dz2.sum(axis=0)
-
-    dLoss_dh1 = dLoss_dz2 @ W2.T
-    dh1_dz1 = sigmoid_derivative(h1)
-    dLoss_dz1 = dLoss_dh1 * dh1_dz1
-    dLoss_dW1 = X.T @ dLoss_dz1 + reg / N * penalty_gradient(W1)
-    dLoss_db1 = dLoss_dz1.sum(axis=0)
-
-    return dict(
-        dLoss_dh2=dLoss_dh2, dh2_dz2=dh2_dz2, dLoss_dh1=dLoss_dh1, dh1_dz1=dh1_dz1,
-        dLoss_dW1=dLoss_dW1, dLoss_db1=dLoss_db1, dLoss_dW2=dLoss_dW2, dLoss_db2=dLoss_db2,
-    )
+def penalty_term(arch, theta, N, reg, penalty):
+    """(reg / N) * penalty(all weights); biases are never penalised."""
+    return reg / N * PENALTIES[penalty][0](theta[:arch.n_weights])
 
 
-def loss_and_gradients(X, Y, W1, b1, W2, b2, reg=0.0, penalty="l2"):
-    """Returns (loss, (dLoss_dW1, dLoss_db1, dLoss_dW2, dLoss_db2)) at the current parameters."""
-    _, h1, _, h2 = forward_trace(X, W1, b1, W2, b2)
-    loss_value = loss_from_output(Y, h2, W1, W2, reg, penalty)
-    g = backward(X, Y, W1, W2, h1, h2, reg, penalty)
-    return loss_value, (g["dLoss_dW1"], g["dLoss_db1"], g["dLoss_dW2"], g["dLoss_db2"])
+def loss_from_trace(arch, theta, trace, Y, reg, penalty):
+    """The loss, as a Python float, from a forward trace."""
+    L = arch.n_layers
+    data_loss = LOSSES[arch.loss][0](Y, trace[f"z{L}"], trace[f"h{L}"], arch.output)
+    return float(data_loss + penalty_term(arch, theta, len(Y), reg, penalty))
 
 
-def step(X, Y, W1, b1, W2, b2, lr, reg=0.0, penalty="l2", bias=True):
-    """One gradient-descent step in place: W -= lr * dLoss_dW (and b, if `bias`). Returns the loss before it."""
-    loss_value, (dLoss_dW1, dLoss_db1, dLoss_dW2, dLoss_db2) = loss_and_gradients(
-        X, Y, W1, b1, W2, b2, reg, penalty
-    )
-    W1 -= lr * dLoss_dW1
-    W2 -= lr * dLoss_dW2
-    if bias:
-        b1 -= lr * dLoss_db1
-        b2 -= lr * dLoss_db2
+def loss(arch, theta, X, Y, reg=0.0, penalty="l2"):
+    """The data loss plus (reg / N) * penalty(weights), as a Python float."""
+    return loss_from_trace(arch, theta, forward_trace(arch, theta, X), Y, reg, penalty)
+
+
+def backward(arch, theta, trace, Y, reg=0.0, penalty="l2"):
+    """The backward step, by the chain rule, layer by layer in reverse. Returns a dict of every
+    factor: for each layer l, dLoss_dz{l}, dLoss_dW{l} (sizes[l-1], sizes[l]), dLoss_db{l}; for the
+    hidden layers dLoss_dh{l} and dh{l}_dz{l}; for the output layer those the loss has (mse: dLoss_dh{L},
+    and dh{L}_dz{L} for an elementwise output)."""
+    weights, _ = arch.split(theta)
+    L, N = arch.n_layers, len(Y)
+    penalty_gradient = PENALTIES[penalty][1]
+    output_factors = LOSSES[arch.loss][1](Y, trace[f"z{L}"], trace[f"h{L}"], arch.output)
+    g = {_layer_name(name, L): value for name, value in output_factors.items()}
+    for l in range(L, 0, -1):
+        W, dLoss_dz = weights[l - 1], g[f"dLoss_dz{l}"]
+        g[f"dLoss_dW{l}"] = trace[f"h{l - 1}"].T @ dLoss_dz + reg / N * penalty_gradient(W)
+        g[f"dLoss_db{l}"] = dLoss_dz.sum(axis=0)
+        if l > 1:
+            h = trace[f"h{l - 1}"]
+            g[f"dLoss_dh{l - 1}"] = dLoss_dz @ W.T
+            g[f"dh{l - 1}_dz{l - 1}"] = ACTIVATIONS[arch.activations[l - 2]][1](h)
+            g[f"dLoss_dz{l - 1}"] = g[f"dLoss_dh{l - 1}"] * g[f"dh{l - 1}_dz{l - 1}"]
+    return g
+
+
+def _layer_name(name, l):
+    """The output layer's factor names with its layer number: dLoss_dh -> dLoss_dh2, dh_dz -> dh2_dz2."""
+    return {"dLoss_dh": f"dLoss_dh{l}", "dh_dz": f"dh{l}_dz{l}", "dLoss_dz": f"dLoss_dz{l}"}[name]
+
+
+def gradient_vector(arch, g):
+    """The gradients of backward's dict as one flat vector, in theta's order."""
+    L = arch.n_layers
+    parts = [g[f"dLoss_dW{l}"].ravel() for l in range(1, L + 1)] + [g[f"dLoss_db{l}"] for l in range(1, L + 1)]
+    return np.concatenate(parts)
+
+
+def loss_and_gradients(arch, theta, X, Y, reg=0.0, penalty="l2"):
+    """(loss, gradient): the loss at theta, and its gradient as a flat vector like theta."""
+    trace = forward_trace(arch, theta, X)
+    loss_value = loss_from_trace(arch, theta, trace, Y, reg, penalty)
+    return loss_value, gradient_vector(arch, backward(arch, theta, trace, Y, reg, penalty))
+
+
+def step(arch, theta, X, Y, lr, reg=0.0, penalty="l2"):
+    """One gradient-descent step in place: theta -= lr * gradient (biases only if arch.bias).
+    Returns the loss before it."""
+    loss_value, gradient = loss_and_gradients(arch, theta, X, Y, reg, penalty)
+    n = arch.n_trained
+    theta[:n] -= theta.dtype.type(lr) * gradient[:n]
     return loss_value
 
 
-def train_loop(Xb, Yb, batch_size, lrs, reg, penalty, clip_norm, bias, W1, b1, W2, b2,
-               Xe, ye, Xv, Yv, yv, eval_every, step0, eval_last,
-               losses, grad_norms, accuracies, val_losses, val_accuracies):
-    """Run len(lrs) gradient-descent steps in place; returns how many finished (fewer on divergence).
+# -- what the outputs mean: predictions and scores ---------------------------------------------------------
 
-    Step t trains on rows [start, start + batch_size) of Xb, Yb with start = (t * batch_size) % len(Xb)
-    (clipped at the end of Xb), at learning rate lrs[t]. Its gradient's global norm is clipped to
-    clip_norm when clip_norm > 0. It writes the pre-update loss and the gradient norm to losses[t],
-    grad_norms[t]; a non-finite one stops the loop before the update. After the update, on steps where
-    (step0 + t + 1) % eval_every == 0 (and on the last if eval_last), it writes the accuracy on
-    (Xe, ye) to accuracies[t] and, if Xv has rows, the loss and accuracy on (Xv, Yv, yv).
+
+def predict_from_output(arch, h):
+    """Class labels (N,) for sigmoid/softmax outputs (argmax; one sigmoid output: 1 where h > 0.5),
+    the outputs themselves for identity."""
+    if not arch.is_classifier():
+        return h
+    if h.shape[1] == 1:
+        return (h[:, 0] > 0.5).astype(np.int64)
+    return np.argmax(h, axis=1)
+
+
+def r2(Y, h):
+    """R^2 as scikit-learn's r2_score computes it: 1 - SS_res / SS_tot per output, averaged; an output
+    with SS_tot = 0 scores 1 if it is predicted exactly, else 0."""
+    Y, h = np.asarray(Y, np.float64), np.asarray(h, np.float64)
+    ss_res = np.sum((Y - h) ** 2, axis=0)
+    ss_tot = np.sum((Y - Y.mean(axis=0)) ** 2, axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_output = np.where(ss_tot > 0, 1 - ss_res / ss_tot, np.where(ss_res == 0, 1.0, 0.0))
+    return float(per_output.mean())
+
+
+def score_from_output(arch, h, Y, y):
+    """Accuracy against labels y for classification outputs, R^2 against targets Y for identity."""
+    if arch.is_classifier():
+        return float(np.mean(predict_from_output(arch, h) == y))
+    return r2(Y, h)
+
+
+# -- many steps: the training loop ----------------------------------------------------------------------------
+
+
+def train_loop(arch, theta, data, settings, curves):
+    """Run len(settings.lrs) gradient-descent steps on theta in place; returns how many finished
+    (fewer on divergence).
+
+    data: (Xb, Yb) the training rows, (Xe, Ye, ye) the evaluation set, (Xv, Yv, yv) the validation set
+    (it may have 0 rows); y are labels (classification) and Y the targets the loss compares with.
+    settings: fastmlp.training.LoopSettings. Step t trains on rows [start, start + batch_size) of Xb,
+    start = (t * batch_size) % len(Xb) (clipped at the end of Xb), at rate lrs[t]; the gradient's
+    global norm is clipped to clip_norm when clip_norm > 0. curves: (losses, grad_norms, scores,
+    val_losses, val_scores), float64 (steps,): the pre-update loss and gradient norm of step t (a
+    non-finite one stops the loop before the update) and, after the update on steps where
+    (step0 + t + 1) % eval_every == 0 (and the last if eval_last), the score on the evaluation set and
+    the loss and score on the validation set.
     """
-    with np.errstate(over="ignore", invalid="ignore"):     # divergence is detected and reported below
-        return _train_steps(Xb, Yb, batch_size, lrs, reg, penalty, clip_norm, bias, W1, b1, W2, b2,
-                            Xe, ye, Xv, Yv, yv, eval_every, step0, eval_last,
-                            losses, grad_norms, accuracies, val_losses, val_accuracies)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):    # divergence is reported
+        return _train_steps(arch, theta, data, settings, curves)
 
 
-def _train_steps(Xb, Yb, batch_size, lrs, reg, penalty, clip_norm, bias, W1, b1, W2, b2,
-                 Xe, ye, Xv, Yv, yv, eval_every, step0, eval_last,
-                 losses, grad_norms, accuracies, val_losses, val_accuracies):
-    params = [W1, b1, W2, b2] if bias else [W1, W2]
+def _train_steps(arch, theta, data, settings, curves):
+    (Xb, Yb), (Xe, Ye, ye), (Xv, Yv, yv) = data
+    batch_size, lrs, reg, penalty, clip_norm, eval_every, step0, eval_last = settings
+    losses, grad_norms, scores, val_losses, val_scores = curves
+    n = arch.n_trained
     for t in range(len(lrs)):
         start = (t * batch_size) % len(Xb)
         batch = slice(start, min(start + batch_size, len(Xb)))
-        loss_value, (dW1, db1, dW2, db2) = loss_and_gradients(
-            Xb[batch], Yb[batch], W1, b1, W2, b2, reg, penalty)
-        grads = [dW1, db1, dW2, db2] if bias else [dW1, dW2]
-        grad_norm = np.sqrt(sum(np.sum(g.astype(np.float64) ** 2) for g in grads))
+        loss_value, gradient = loss_and_gradients(arch, theta, Xb[batch], Yb[batch], reg, penalty)
+        grad_norm = np.sqrt(np.sum(gradient[:n].astype(np.float64) ** 2))
         losses[t], grad_norms[t] = loss_value, grad_norm
         if not (np.isfinite(loss_value) and np.isfinite(grad_norm)):
             return t
         scale = clip_norm / grad_norm if 0 < clip_norm < grad_norm else 1.0
-        lr = Xb.dtype.type(lrs[t] * scale)
-        for p, g in zip(params, grads):
-            p -= lr * g
+        theta[:n] -= theta.dtype.type(lrs[t] * scale) * gradient[:n]
         if (step0 + t + 1) % eval_every == 0 or (eval_last and t == len(lrs) - 1):
-            accuracies[t] = np.mean(np.argmax(forward(Xe, W1, b1, W2, b2), axis=1) == ye)
+            scores[t] = score_from_output(arch, forward(arch, theta, Xe), Ye, ye)
             if len(Xv):
-                val_losses[t] = loss(Xv, Yv, W1, b1, W2, b2, reg, penalty)
-                val_accuracies[t] = np.mean(np.argmax(forward(Xv, W1, b1, W2, b2), axis=1) == yv)
+                trace = forward_trace(arch, theta, Xv)
+                val_losses[t] = loss_from_trace(arch, theta, trace, Yv, reg, penalty)
+                val_scores[t] = score_from_output(arch, trace[f"h{arch.n_layers}"], Yv, yv)
     return len(lrs)

@@ -7,13 +7,13 @@ SEGMENT_STEPS steps, for the progress bar) and gathers what they record.
 
 import math
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from .datasets import one_hot
 from .reference import PENALTIES
-from .validation import check_int, check_labels, check_option, check_scalar, check_seed
+from .validation import check_int, check_option, check_scalar, check_seed
 
 SEGMENT_STEPS = 20_000
 
@@ -51,6 +51,19 @@ class DivergenceError(FloatingPointError):
         )
 
 
+class LoopSettings(NamedTuple):
+    """How a backend's train_loop runs its steps (see fastmlp.reference.train_loop)."""
+
+    batch_size: int
+    lrs: np.ndarray          # float64 (steps,): the rate of each step
+    reg: float
+    penalty: str
+    clip_norm: float         # 0: no clipping
+    eval_every: int
+    step0: int               # steps done before this call (eval_every counts from the fit's start)
+    eval_last: bool          # evaluate after the last step too
+
+
 class History:
     """What a fit recorded: `frame` (pandas, one row per evaluation) and parameter `snapshots`."""
 
@@ -68,8 +81,7 @@ def fit(net, X, y, *, lr, steps, batch_size=None, shuffle=False, reg=0.0, penalt
         snapshot_every=None, seed=None, progress=True, on_divergence="raise"):
     """Train `net` in place by gradient descent; see MLP.fit for the arguments. Returns a History."""
     X = net._check_X(X)
-    n_classes = net.sizes[-1]
-    y = check_labels("y", y, n_classes=n_classes, n_samples=len(X))
+    Y, labels = net._targets("y", y, len(X))
     lr = check_scalar("lr", lr, low=0.0, low_inclusive=False)
     steps = check_int("steps", steps)
     batch_size = len(X) if batch_size is None else check_int("batch_size", batch_size)
@@ -85,26 +97,27 @@ def fit(net, X, y, *, lr, steps, batch_size=None, shuffle=False, reg=0.0, penalt
     on_divergence = check_option("on_divergence", on_divergence, {"raise", "stop"})
     if not isinstance(shuffle, (bool, np.bool_)):
         raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
-    Xv, yv = _check_eval_set(net, eval_set)
+    validation = _check_eval_set(net, eval_set)
     rng = np.random.default_rng(check_seed("seed", seed))
     lrs = SCHEDULES[schedule](lr, decay, np.arange(steps, dtype=np.float64))
-    return _fit(net, X, y, Xv, yv, lrs, batch_size, shuffle, reg, penalty, clip_norm, eval_every,
-                snapshot_every, rng, progress, on_divergence)
+    settings = LoopSettings(batch_size, lrs, reg, penalty, clip_norm, eval_every, 0, False)
+    return _fit(net, (X, Y, labels), validation, settings, shuffle, snapshot_every, rng, progress,
+                on_divergence)
 
 
-CURVES = ("loss", "grad_norm", "accuracy", "val_loss", "val_accuracy")
+CURVES = ("loss", "grad_norm", "score", "val_loss", "val_score")
 
 
-def _fit(net, X, y, Xv, yv, lrs, batch_size, shuffle, reg, penalty, clip_norm, eval_every,
-         snapshot_every, rng, progress, on_divergence):
+def _fit(net, train, validation, settings, shuffle, snapshot_every, rng, progress, on_divergence):
     """fit's loop over segments, on checked arguments: each segment is one backend train_loop call,
     within one epoch (shuffle) and ending at snapshots and every SEGMENT_STEPS steps."""
-    steps, n_classes = len(lrs), net.sizes[-1]
-    Y = one_hot(y, n_classes).astype(X.dtype)
-    Yv = one_hot(yv, n_classes).astype(X.dtype) if len(yv) else np.zeros((0, n_classes), X.dtype)
+    X, Y, labels = train
+    lrs, batch_size = settings.lrs, settings.batch_size
+    steps = len(lrs)
     steps_per_epoch = math.ceil(len(X) / batch_size)
-    W1, b1, W2, b2 = net._params()
+    theta = net._theta
     curves = {name: np.full(steps, np.nan) for name in CURVES}
+    score_name = "accuracy" if net._arch.is_classifier() else "r2"
     snapshots = [(0, [p.copy() for p in net.parameters])]
     bar = _progress_bar(steps, progress)
     done = 0
@@ -118,20 +131,20 @@ def _fit(net, X, y, Xv, yv, lrs, batch_size, shuffle, reg, penalty, clip_norm, e
         if shuffle:
             stop = min(stop, done - into_epoch + steps_per_epoch)
         seg, first_row = slice(done, stop), into_epoch * batch_size
-        n = net._backend.train_loop(
-            Xs[first_row:], Ys[first_row:], batch_size, lrs[seg], reg, penalty, clip_norm, net.bias,
-            W1, b1, W2, b2, X, y, Xv, Yv, yv, eval_every, done, stop == steps,
-            *(curves[name][seg] for name in CURVES))
+        data = ((Xs[first_row:], Ys[first_row:]), train, validation)
+        segment = settings._replace(lrs=lrs[seg], step0=done, eval_last=stop == steps)
+        n = net._backend.train_loop(net._arch, theta, data, segment, tuple(curves[name][seg] for name in CURVES))
         if n < stop - done:                                    # a loss or gradient not finite
             bad_step = done + n + 1
-        elif not all(np.isfinite(p).all() for p in (W1, b1, W2, b2)):
+        elif not np.isfinite(theta).all():
             bad_step = done + n                                # its last update overflowed
         else:
             bad_step = None
         if bad_step is not None:
             if bar is not None:
                 bar.close()
-            return _diverged(curves, lrs, bad_step, snapshots, len(yv) > 0, on_divergence)
+            return _diverged(curves, lrs, bad_step, snapshots, score_name, len(validation[0]) > 0,
+                             on_divergence)
         done = stop
         if done % snapshot_every == 0 or done == steps:
             snapshots.append((done, [p.copy() for p in net.parameters]))
@@ -139,12 +152,12 @@ def _fit(net, X, y, Xv, yv, lrs, batch_size, shuffle, reg, penalty, clip_norm, e
             bar.update(n)
     if bar is not None:
         bar.close()
-    return _history(curves, lrs, steps, snapshots, len(yv) > 0)
+    return _history(curves, lrs, steps, snapshots, score_name, len(validation[0]) > 0)
 
 
-def _diverged(curves, lrs, bad_step, snapshots, has_val, on_divergence):
+def _diverged(curves, lrs, bad_step, snapshots, score_name, has_val, on_divergence):
     """Raise DivergenceError for 1-based step bad_step (or warn and return the history before it)."""
-    history = _history(curves, lrs, bad_step - 1, snapshots, has_val, diverged_at=bad_step)
+    history = _history(curves, lrs, bad_step - 1, snapshots, score_name, has_val, diverged_at=bad_step)
     losses = curves["loss"][:bad_step]
     finite = losses[np.isfinite(losses)]
     error = DivergenceError(bad_step, finite[-1] if len(finite) else float("nan"), history)
@@ -155,24 +168,26 @@ def _diverged(curves, lrs, bad_step, snapshots, has_val, on_divergence):
 
 
 def _check_eval_set(net, eval_set):
+    """(Xv, Yv, labels) of eval_set=(X_val, y_val), or empty ones for None."""
     if eval_set is None:
-        return np.zeros((0, net.sizes[0]), net.dtype), np.zeros(0, np.int64)
+        return (np.zeros((0, net.sizes[0]), net.dtype), np.zeros((0, net.sizes[-1]), net.dtype),
+                np.zeros(0, np.int64))
     if not isinstance(eval_set, (tuple, list)) or len(eval_set) != 2:
         raise ValueError("eval_set must be a pair (X_val, y_val)")
     Xv = net._check_X(eval_set[0])
-    yv = check_labels("eval_set y", eval_set[1], n_classes=net.sizes[-1], n_samples=len(Xv))
-    return Xv, yv
+    return (Xv, *net._targets("eval_set y", eval_set[1], len(Xv)))
 
 
-def _history(curves, lrs, n_steps, snapshots, has_val, diverged_at=None):
-    """One row per evaluated step (accuracy recorded), up to n_steps; steps are 1-based."""
-    evaluated = np.flatnonzero(np.isfinite(curves["accuracy"][:n_steps]))
+def _history(curves, lrs, n_steps, snapshots, score_name, has_val, diverged_at=None):
+    """One row per evaluated step (score recorded), up to n_steps; steps are 1-based. The score
+    columns are named for what they hold: accuracy (classification) or r2 (regression)."""
+    evaluated = np.flatnonzero(np.isfinite(curves["score"][:n_steps]))
     columns = {"step": evaluated + 1, "loss": curves["loss"][evaluated],
-               "accuracy": curves["accuracy"][evaluated], "lr": lrs[evaluated],
+               score_name: curves["score"][evaluated], "lr": lrs[evaluated],
                "grad_norm": curves["grad_norm"][evaluated]}
     if has_val:
         columns["val_loss"] = curves["val_loss"][evaluated]
-        columns["val_accuracy"] = curves["val_accuracy"][evaluated]
+        columns[f"val_{score_name}"] = curves["val_score"][evaluated]
     return History(pd.DataFrame(columns), snapshots, diverged_at)
 
 

@@ -10,6 +10,9 @@ import numbers
 
 import numpy as np
 
+from .architecture import Architecture
+from .reference import ACTIVATIONS, LOSSES, OUTPUTS
+
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
 
@@ -32,23 +35,48 @@ def check_dtype(dtype):
 
 
 def check_sizes(sizes):
-    """Return sizes as a tuple of ints (n_inputs, n_hidden, n_outputs), all positive.
-
-    The layout (inputs, hidden..., outputs) leaves room for more hidden layers; one is implemented.
-    """
+    """Return sizes as a tuple of positive ints (n_inputs, *hidden, n_outputs): at least two."""
     try:
         sizes = tuple(sizes)
     except TypeError:
         raise TypeError(f"sizes must be a sequence of layer widths, got {sizes!r}") from None
     if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in sizes):
         raise TypeError(f"sizes must hold integers, got {sizes!r}")
-    if len(sizes) != 3:
+    if len(sizes) < 2:
         raise ValueError(
-            f"sizes must be (n_inputs, n_hidden, n_outputs): three integers, got {len(sizes)}: {sizes!r}"
+            f"sizes must be (n_inputs, *hidden, n_outputs): at least two integers, got {len(sizes)}: {sizes!r}"
         )
     if any(s <= 0 for s in sizes):
         raise ValueError(f"sizes must all be positive, got {sizes!r}")
     return tuple(int(s) for s in sizes)
+
+
+def check_architecture(sizes, activation, output, loss, bias):
+    """An Architecture from what MLP takes: `activation` one name for every hidden layer or a sequence
+    of one name per hidden layer; the output and loss names, and their combination."""
+    sizes = check_sizes(sizes)
+    n_hidden = len(sizes) - 2
+    if isinstance(activation, str):
+        activations = (check_option("activation", activation, ACTIVATIONS),) * n_hidden
+    else:
+        try:
+            activations = tuple(activation)
+        except TypeError:
+            raise TypeError(f"activation must be a name or a sequence of names, got {activation!r}") from None
+        if len(activations) != n_hidden:
+            raise ValueError(f"activation must have one name per hidden layer ({n_hidden} for sizes "
+                             f"{sizes}), got {len(activations)}: {list(activations)!r}")
+        for k, name in enumerate(activations):
+            check_option(f"activation[{k}]", name, ACTIVATIONS)
+    check_option("output", output, OUTPUTS)
+    check_option("loss", loss, LOSSES)
+    if loss == "cross_entropy" and output == "identity":
+        raise ValueError("loss='cross_entropy' needs output='sigmoid' or 'softmax', got output='identity' "
+                         "(use loss='mse' for regression)")
+    if output == "softmax" and sizes[-1] < 2:
+        raise ValueError(f"output='softmax' needs at least 2 outputs, got sizes {sizes} (use 'sigmoid' "
+                         f"for one output)")
+    return Architecture(sizes, activations, output, loss, bias)
 
 
 def check_scalar(name, value, *, low=0.0, low_inclusive=True):
@@ -131,6 +159,19 @@ def check_labels(name, y, *, n_classes=None, n_samples=None):
     if (arr < 0).any() or (n_classes is not None and (arr >= n_classes).any()):
         expected = f"[0, {n_classes})" if n_classes is not None else ">= 0"
         raise ValueError(f"{name} must hold labels in {expected}, got values from {arr.min()} to {arr.max()}")
+    return arr
+
+
+def check_targets(name, y, *, n_outputs, n_samples, dtype):
+    """Return regression targets `y`, (N,) or (N, n_outputs), as a finite (N, n_outputs) array."""
+    arr = np.asarray(y)
+    if arr.ndim == 1 and n_outputs == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be targets of shape (N,) or (N, {n_outputs}), got shape {arr.shape}")
+    arr = check_array(name, arr, ndim=2, dtype=dtype, shape=(None, n_outputs))
+    if len(arr) != n_samples:
+        raise ValueError(f"{name} must have {n_samples} rows (one per row of X), got {len(arr)}")
     return arr
 
 

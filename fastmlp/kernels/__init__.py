@@ -1,0 +1,145 @@
+"""The reference's math as compiled Numba kernels: the `backend="numba"` of fastmlp.MLP.
+
+The same functions and signatures as fastmlp.reference (forward, loss, loss_and_gradients, step,
+train_loop), for any network. The modules follow the bricks:
+
+    fastmath   vectorisable exp, sigmoid, tanh; the activations by code
+    memory     scratch aligned to cache lines; arrays borrowed without reference counting
+    blas       matrix products through BLAS from compiled code, accumulating in place
+    plan       how a batch is cut into chunks and groups (shapes only: bitwise deterministic)
+    layers     any network, layer by layer (BLAS products, activations, output and loss)
+    fused      the article's arrangement with few inputs: one fused pass per hidden unit
+    passes     whole batches on either path; penalty and update on the flat parameters
+    certify    the article's accuracy, certified in float32 and lazily between steps
+    loop       many steps in one compiled call
+
+Flags: error_model="numpy" (no zero-division checks, which stop vectorisation); fastmath limited to
+reassociation and contraction, so that reductions vectorise while NaN/inf keep their IEEE meaning (the
+training loop checks for them). Results agree with the reference to the tolerances of README
+"Tolerances", and are bitwise identical for any thread count.
+"""
+
+import functools
+import time
+
+import numba as nb
+import numpy as np
+
+from ..reference import PENALTIES
+from .fastmath import FAST, FUNCTION_CODES
+from .fused import FUSED_MAX_INPUTS, FUSED_MAX_OUTPUTS
+from .layers import LOSS_CODES
+from .loop import train_loop_compiled
+from .passes import forward_into, loss_and_gradients_into, new_scratch, penalty_value, step_into
+
+PENALTY_CODES = {name: code for code, name in enumerate(sorted(PENALTIES))}   # l1: 0, l2: 1
+
+
+@functools.cache
+def start_threads():
+    """Start Numba's thread pool, once per process. A cached function that calls a parallel one does
+    not start it when loaded from the cache, and the parallel call then crashes (numba issue #8578);
+    get_num_threads() starts it. Every entry point below calls this first."""
+    nb.get_num_threads()
+
+
+def is_fused(arch):
+    """Whether `arch` takes the fused path: the article's arrangement with few inputs and outputs."""
+    return (arch.activations == ("sigmoid",) and arch.output == "sigmoid" and arch.loss == "mse"
+            and arch.sizes[0] <= FUSED_MAX_INPUTS and arch.sizes[-1] <= FUSED_MAX_OUTPUTS)
+
+
+@functools.lru_cache(maxsize=256)
+def spec_of(arch):
+    """The kernels' view of an Architecture: (sizes, codes, output, loss, bias, fused), see layers."""
+    sizes = np.array(arch.sizes, np.int64)
+    codes = np.array([FUNCTION_CODES[a] for a in arch.activations], np.int64)
+    return (sizes, codes, FUNCTION_CODES[arch.output], LOSS_CODES[arch.loss], arch.bias, is_fused(arch))
+
+
+# -- the backend interface ------------------------------------------------------------------------------
+
+def forward(arch, theta, X):
+    """The network's output h_L (N, O)."""
+    start_threads()
+    return forward_compiled(spec_of(arch), theta, X)
+
+
+def loss(arch, theta, X, Y, reg=0.0, penalty="l2"):
+    """The data loss plus (reg / N) * penalty(weights), as a Python float."""
+    start_threads()
+    return float(loss_compiled(spec_of(arch), theta, X, Y, reg, PENALTY_CODES[penalty]))
+
+
+def loss_and_gradients(arch, theta, X, Y, reg=0.0, penalty="l2"):
+    """(loss, gradient): the loss at theta and its gradient, a flat vector like theta."""
+    start_threads()
+    loss_value, gradient = loss_and_gradients_compiled(spec_of(arch), theta, X, Y, reg, PENALTY_CODES[penalty])
+    return float(loss_value), gradient
+
+
+def step(arch, theta, X, Y, lr, reg=0.0, penalty="l2"):
+    """One gradient-descent step on theta in place; returns the loss before it."""
+    start_threads()
+    return float(step_compiled(spec_of(arch), theta, X, Y, lr, reg, PENALTY_CODES[penalty]))
+
+
+def train_loop(arch, theta, data, settings, curves):
+    """fastmlp.reference.train_loop in one compiled call (Python sees none of the steps)."""
+    start_threads()
+    settings = tuple(settings._replace(penalty=PENALTY_CODES[settings.penalty]))
+    return train_loop_compiled(spec_of(arch), theta, data, settings, curves)
+
+
+# The wrappers' compiled halves: each makes its outputs and scratch inside, in one call from Python.
+
+@nb.njit(**FAST)
+def forward_compiled(spec, theta, X):
+    out = np.empty((X.shape[0], spec[0][-1]), X.dtype)
+    forward_into(spec, theta, X, X[:0], out, new_scratch(spec, theta, X, X.shape[0]))
+    return out
+
+
+@nb.njit(**FAST)
+def loss_compiled(spec, theta, X, Y, reg, penalty):
+    out = np.empty((X.shape[0], spec[0][-1]), X.dtype)
+    data_loss = forward_into(spec, theta, X, Y, out, new_scratch(spec, theta, X, X.shape[0]))
+    return data_loss + reg / X.shape[0] * penalty_value(spec, theta, penalty)
+
+
+@nb.njit(**FAST)
+def loss_and_gradients_compiled(spec, theta, X, Y, reg, penalty):
+    grad = np.empty_like(theta)
+    loss_value = loss_and_gradients_into(spec, theta, X, Y, reg, penalty, grad,
+                                         new_scratch(spec, theta, X, X.shape[0]))
+    return loss_value, grad
+
+
+@nb.njit(**FAST)
+def step_compiled(spec, theta, X, Y, lr, reg, penalty):
+    grad = np.empty_like(theta)
+    return step_into(spec, theta, X, Y, lr, reg, penalty, grad, new_scratch(spec, theta, X, X.shape[0]))
+
+
+def warmup(dtypes=("float64", "float32")):
+    """Compile (or load from the cache) every kernel for each dtype; returns seconds taken per dtype.
+    One compilation serves every network: the architecture reaches the kernels as arrays and codes."""
+    from ..architecture import Architecture
+    from ..training import LoopSettings
+    timings = {}
+    for name in dtypes:
+        dt = np.dtype(name)
+        t0 = time.perf_counter()
+        for arch in (Architecture((2, 2, 2), ("sigmoid",), "sigmoid", "mse", True),          # fused
+                     Architecture((3, 2, 2), ("relu",), "softmax", "cross_entropy", True)):   # layered
+            D, O = arch.sizes[0], arch.sizes[-1]
+            X, Y, y = np.zeros((3, D), dt), np.zeros((3, O), dt), np.zeros(3, np.int64)
+            theta = np.zeros(arch.n_parameters, dt)
+            forward(arch, theta, X)
+            loss(arch, theta, X, Y)
+            step(arch, theta, X, Y, 0.1)
+            curves = tuple(np.zeros(1) for _ in range(5))
+            settings = LoopSettings(3, np.full(1, 0.1), 0.0, "l2", 0.0, 1, 0, True)
+            train_loop(arch, theta, ((X, Y), (X, Y, y), (X, Y, y)), settings, curves)
+        timings[name] = time.perf_counter() - t0
+    return timings

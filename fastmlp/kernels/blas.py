@@ -1,0 +1,45 @@
+"""Matrix products through BLAS from inside compiled code, with transposes and accumulation.
+
+Numba's np.dot allocates its result on every call (and `G += np.dot(...)` a second temporary). This
+calls the same BLAS (scipy's, through numba's own numba_xxgemm helper, which numba resolves when it
+loads a cached function) as
+
+    C = op(A) @ op(B) + beta * C          op(M) = M or M.T;  beta 0 (overwrite) or 1 (accumulate)
+
+on C-contiguous row-major 2-D arrays (row slices of them included). BLAS is column-major, where a
+row-major M is M.T, so it computes C.T = op(B).T @ op(A).T.
+"""
+
+import numba as nb
+from numba import types
+from numba.np.linalg import ensure_blas
+
+from .fastmath import STRICT
+
+ensure_blas()      # numba_xxgemm needs scipy's BLAS; this says so at import rather than at a call
+
+
+# numba_xxgemm(kind, transa, transb, m, n, k, alpha*, A*, lda, B*, ldb, beta*, C*, ldc): kind 'd'
+# (float64) or 's' (float32) picks dgemm or sgemm; the pointers are untyped, so one signature serves both.
+xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
+    types.char, types.char, types.char, types.intp, types.intp, types.intp,
+    types.voidptr, types.voidptr, types.intp, types.voidptr, types.intp, types.voidptr, types.voidptr,
+    types.intp))
+NO, YES = ord("N"), ord("T")
+
+
+@nb.njit(**STRICT)
+def gemm(transpose_a, transpose_b, A, B, C, beta, scalars):
+    """C = op(A) @ op(B) + beta * C in place (beta 0 or 1). scalars: a (2,) array of C's dtype
+    holding [1, beta] (BLAS takes alpha and beta by pointer); it is overwritten."""
+    rows, cols = C.shape
+    inner = A.shape[0] if transpose_a else A.shape[1]
+    scalars[0] = 1
+    scalars[1] = beta
+    alpha_ptr = scalars[0:1].ctypes
+    beta_ptr = scalars[1:2].ctypes
+    ta = YES if transpose_a else NO
+    tb = YES if transpose_b else NO
+    kind = ord("d") if C.itemsize == 8 else ord("s")
+    xxgemm(kind, tb, ta, cols, rows, inner, alpha_ptr, B.ctypes, B.shape[1], A.ctypes, A.shape[1],
+           beta_ptr, C.ctypes, C.shape[1])

@@ -1,0 +1,228 @@
+"""Any network, layer by layer: dense layers through BLAS, activations, the output and the loss.
+
+A chunk of n rows goes through the layers sample-major. With h0 = the chunk's rows of X:
+
+    forward    Z_l = h_{l-1} @ W_l                      (gemm, into the chunk's activations)
+               h_l = f_l(Z_l + b_l)                     (in place, one vectorised loop per function)
+    output     h_L, the loss, and dLoss_dz_L            (one pass per row: output_and_loss)
+    backward   dLoss_dW_l += h_{l-1}.T @ dLoss_dz_l     (gemm with beta = 1: straight into the gradient)
+               dLoss_db_l += column sums of dLoss_dz_l
+               dLoss_dz_{l-1} = (dLoss_dz_l @ W_l.T) * f'_{l-1}(h_{l-1})
+
+The network arrives as `spec` = (sizes, codes, output, loss, bias, fused) with int64 arrays sizes
+(L + 1,) and codes (L - 1,) (the hidden activations, fastmath's codes), the output's and the loss's
+codes, and two flags; the parameters as the flat theta of fastmlp.architecture. The chunk's scratch
+(layers_scratch) holds every layer's activations for `block` rows and two delta buffers, so memory is
+bounded by the chunk, whatever the batch.
+"""
+
+import math
+
+import numba as nb
+import numpy as np
+
+from .blas import gemm
+from .fastmath import (
+    FAST, IDENTITY, SIGMOID, SOFTMAX, STRICT, activate_rows, exp_nonpositive, scale_by_derivative, sigmoid,
+)
+from .memory import aligned_empty
+from .plan import layers_plan
+
+MSE, CROSS_ENTROPY = 0, 1
+LOSS_CODES = {"mse": MSE, "cross_entropy": CROSS_ENTROPY}
+
+
+# -- where each layer's parameters live in theta ------------------------------------------------------------
+
+@nb.njit(inline="always", **STRICT)
+def weight_view(theta, sizes, l):
+    """W_l (sizes[l-1], sizes[l]) of layer l (1-based), a view into theta."""
+    at = 0
+    for k in range(1, l):
+        at += sizes[k - 1] * sizes[k]
+    return theta[at:at + sizes[l - 1] * sizes[l]].reshape((sizes[l - 1], sizes[l]))
+
+
+@nb.njit(inline="always", **STRICT)
+def bias_view(theta, sizes, l):
+    """b_l (sizes[l],) of layer l (1-based), a view into theta (biases follow all the weights)."""
+    at = 0
+    for k in range(1, sizes.size):
+        at += sizes[k - 1] * sizes[k]
+    for k in range(1, l):
+        at += sizes[k]
+    return theta[at:at + sizes[l]]
+
+
+@nb.njit(**STRICT)
+def layers_scratch(sizes, rows, dtype):
+    """A chunk's scratch for batches of up to `rows` rows: (acts, delta_a, delta_b, scalars): every
+    layer's activations (block x sum of widths), two delta buffers (block x the widest layer) and
+    gemm's [alpha, beta]. rows 0: empty."""
+    width_total = 0
+    width_max = 0
+    for l in range(1, sizes.size):
+        width_total += sizes[l]
+        width_max = max(width_max, sizes[l])
+    block = layers_plan(rows, width_total)[0] if rows > 0 else 0
+    return (aligned_empty((block * width_total,), dtype), aligned_empty((block * width_max,), dtype),
+            aligned_empty((block * width_max,), dtype), np.empty(2, dtype))
+
+
+@nb.njit(inline="always", **STRICT)
+def rows_view(buffer, at, n, width):
+    """buffer[at : at + n * width] as an (n, width) array."""
+    return buffer[at:at + n * width].reshape((n, width))
+
+
+# -- one chunk -------------------------------------------------------------------------------------------------
+
+@nb.njit(**FAST)
+def chunk_forward(spec, theta, X, r0, n, scratch):
+    """h_1 .. h_{L-1} and z_L (bias added) of rows [r0, r0 + n) of X into the chunk's activations,
+    layer after layer; returns the view of z_L (n, O)."""
+    sizes, codes = spec[0], spec[1]
+    acts, _, _, scalars = scratch
+    L = sizes.size - 1
+    prev = X[r0:r0 + n]
+    at = 0
+    for l in range(1, L + 1):
+        Z = rows_view(acts, at, n, sizes[l])
+        gemm(False, False, prev, weight_view(theta, sizes, l), Z, 0.0, scalars)
+        activate_rows(Z, bias_view(theta, sizes, l), codes[l - 1] if l < L else IDENTITY)
+        prev = Z
+        at += n * sizes[l]
+    return prev
+
+
+@nb.njit(**FAST)
+def output_and_loss(spec, Z, Y, r0, inv_N, dZ, with_loss):
+    """Turns z_L (n, O) into h_L in place; with_loss: also writes dLoss_dz_L into dZ (n, O) and returns
+    the chunk's data loss times N (float64), against targets Y[r0 : r0 + n] (else returns 0):
+      mse            sum (Y - h)**2 / 2            dLoss_dz = -(Y - h) / N * dh_dz (softmax: its Jacobian)
+      cross_entropy  softmax: -sum Y log p,  sigmoid: sum softplus(z) - Y z,   dLoss_dz = (p - Y) / N
+    """
+    output, loss = spec[2], spec[3]
+    n, O = Z.shape
+    one = Z.dtype.type(1)
+    total = 0.0
+    for i in range(n):
+        if output == SOFTMAX:
+            top = Z[i, 0]
+            for o in range(O):
+                top = max(top, Z[i, o])
+            s = Z.dtype.type(0)
+            y_dot_shifted = 0.0
+            y_sum = 0.0
+            for o in range(O):
+                if with_loss:
+                    y_dot_shifted += Y[r0 + i, o] * (Z[i, o] - top)
+                    y_sum += Y[r0 + i, o]
+                Z[i, o] = exp_nonpositive(Z[i, o] - top)
+                s += Z[i, o]
+            inv_s = one / s
+            for o in range(O):
+                Z[i, o] *= inv_s
+            if with_loss and loss == CROSS_ENTROPY:
+                total += y_sum * math.log(s) - y_dot_shifted
+        elif output == SIGMOID:
+            for o in range(O):
+                z = Z[i, o]
+                if with_loss and loss == CROSS_ENTROPY:
+                    total += max(z, 0.0) + math.log1p(exp_nonpositive(-abs(z))) - Y[r0 + i, o] * z
+                Z[i, o] = sigmoid(z)
+        if not with_loss:
+            continue
+        if loss == CROSS_ENTROPY:
+            for o in range(O):
+                dZ[i, o] = (Z[i, o] - Y[r0 + i, o]) * inv_N
+        else:
+            g_dot_h = Z.dtype.type(0)
+            for o in range(O):
+                diff = Y[r0 + i, o] - Z[i, o]
+                total += 0.5 * diff * diff
+                dZ[i, o] = -diff * inv_N
+                g_dot_h += dZ[i, o] * Z[i, o]
+            if output == SIGMOID:
+                for o in range(O):
+                    dZ[i, o] *= Z[i, o] * (one - Z[i, o])
+            elif output == SOFTMAX:
+                for o in range(O):
+                    dZ[i, o] = Z[i, o] * (dZ[i, o] - g_dot_h)
+    return total
+
+
+@nb.njit(**FAST)
+def chunk_backward(spec, theta, X, r0, n, dZ_L, scratch, grad):
+    """Adds rows [r0, r0 + n)'s share of every gradient to grad (flat, like theta), from dLoss_dz_L
+    (n, O) (in scratch's delta_a) and the activations chunk_forward left."""
+    sizes, codes = spec[0], spec[1]
+    acts, delta_a, delta_b, scalars = scratch
+    L = sizes.size - 1
+    at = 0
+    for l in range(1, L):
+        at += n * sizes[l]                      # where h_{L-1} ends
+    dZ = dZ_L
+    for l in range(L, 0, -1):
+        if l > 1:
+            at -= n * sizes[l - 1]
+            prev = rows_view(acts, at, n, sizes[l - 1])
+        else:
+            prev = X[r0:r0 + n]
+        gemm(True, False, prev, dZ, weight_view(grad, sizes, l), 1.0, scalars)
+        gb = bias_view(grad, sizes, l)
+        for i in range(n):
+            for j in range(sizes[l]):
+                gb[j] += dZ[i, j]
+        if l > 1:
+            spare = delta_b if (L - l) % 2 == 0 else delta_a     # dZ_L is in delta_a
+            dPrev = rows_view(spare, 0, n, sizes[l - 1])
+            gemm(False, True, dZ, weight_view(theta, sizes, l), dPrev, 0.0, scalars)
+            scale_by_derivative(dPrev, prev, codes[l - 2])
+            dZ = dPrev
+
+
+# -- a whole batch, chunk after chunk ---------------------------------------------------------------------
+
+@nb.njit(**FAST)
+def forward_into(spec, theta, X, Y, out, scratch):
+    """out (N, O) = the network's output for X (N, D); returns the data loss against Y (N, O), or 0 when
+    Y has no rows."""
+    sizes = spec[0]
+    N = X.shape[0]
+    block = layers_plan(N, scratch_width_total(sizes))[0]
+    inv_N = X.dtype.type(1.0 / N)
+    total = 0.0
+    for r0 in range(0, N, block):
+        n = min(block, N - r0)
+        Z = chunk_forward(spec, theta, X, r0, n, scratch)
+        dZ = rows_view(scratch[1], 0, n, Z.shape[1])
+        total += output_and_loss(spec, Z, Y, r0, inv_N, dZ, Y.shape[0] == N)
+        out[r0:r0 + n] = Z
+    return total / N
+
+
+@nb.njit(**FAST)
+def gradients_into(spec, theta, X, Y, grad, scratch):
+    """Sets grad (flat, like theta) to the data loss's gradient for X, Y; returns the data loss."""
+    sizes = spec[0]
+    N = X.shape[0]
+    block = layers_plan(N, scratch_width_total(sizes))[0]
+    inv_N = X.dtype.type(1.0 / N)
+    grad[:] = 0
+    total = 0.0
+    for r0 in range(0, N, block):
+        n = min(block, N - r0)
+        Z = chunk_forward(spec, theta, X, r0, n, scratch)
+        dZ = rows_view(scratch[1], 0, n, Z.shape[1])
+        total += output_and_loss(spec, Z, Y, r0, inv_N, dZ, True)
+        chunk_backward(spec, theta, X, r0, n, dZ, scratch, grad)
+    return total / N
+
+
+@nb.njit(inline="always", **STRICT)
+def scratch_width_total(sizes):
+    total = 0
+    for l in range(1, sizes.size):
+        total += sizes[l]
+    return total

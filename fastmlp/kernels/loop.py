@@ -1,0 +1,129 @@
+"""Many gradient-descent steps in one compiled call: fastmlp.reference.train_loop for any network.
+
+The loop makes its scratch once, then runs on borrowed arrays (fastmlp.kernels.memory.borrowed):
+numba counts references to every array a function is handed, slices or unpacks, with atomic
+instructions, and at the article's size that cost more than the step itself. The accuracy of the
+article's arrangement is certified rather than recomputed (fastmlp.kernels.certify).
+"""
+
+import numba as nb
+import numpy as np
+
+from .certify import certified_correct, certified_setup
+from .fastmath import FAST, IDENTITY, STRICT
+from .memory import borrowed
+from .passes import (
+    article_views, forward_into, loss_and_gradients_into, n_trained, new_scratch, penalty_value, update,
+)
+from .plan import fused_plan
+
+
+@nb.njit(inline="always", **FAST)
+def squared_norm(a, n):
+    """sum a[:n]**2 in float64."""
+    total = 0.0
+    for k in range(n):
+        total += a[k] * a[k]
+    return total
+
+
+@nb.njit(**STRICT)
+def accuracy(out, y):
+    """The fraction of rows whose predicted class is y: argmax (the first of equals, as np.argmax), or
+    out > 0.5 for one output."""
+    N, O = out.shape
+    correct = 0
+    for i in range(N):
+        if O == 1:
+            predicted = 1 if out[i, 0] > 0.5 else 0
+        else:
+            predicted = 0
+            for o in range(1, O):
+                if out[i, o] > out[i, predicted]:
+                    predicted = o
+        correct += predicted == y[i]
+    return correct / N
+
+
+@nb.njit(**STRICT)
+def r2(Y, out):
+    """R^2 as fastmlp.reference.r2 (scikit-learn's r2_score, outputs averaged)."""
+    N, O = Y.shape
+    total = 0.0
+    for o in range(O):
+        mean = 0.0
+        for i in range(N):
+            mean += Y[i, o]
+        mean /= N
+        ss_res = 0.0
+        ss_tot = 0.0
+        for i in range(N):
+            ss_res += (Y[i, o] - out[i, o]) ** 2
+            ss_tot += (Y[i, o] - mean) ** 2
+        if ss_tot > 0:
+            total += 1 - ss_res / ss_tot
+        elif ss_res == 0:
+            total += 1.0
+    return total / O
+
+
+@nb.njit(**FAST)
+def evaluate(spec, theta, X, Y_loss, Y, y, out, scratch):
+    """(data loss against Y_loss (0 if it has no rows), score): accuracy against labels y for
+    classification outputs, R^2 against targets Y for identity. out (N, O) is scratch."""
+    data_loss = forward_into(spec, theta, X, Y_loss, out, scratch)
+    if spec[2] == IDENTITY:
+        return data_loss, r2(Y, out)
+    return data_loss, accuracy(out, y)
+
+
+@nb.njit(**FAST)
+def train_loop_compiled(spec, theta, data, settings, curves):
+    """The steps of fastmlp.reference.train_loop, compiled: see there for the arguments (penalty as its
+    code). Makes the scratch once, then runs train_steps, which borrows everything while this call
+    keeps it alive."""
+    (Xb, _), (Xe, _, _), (Xv, _, _) = data
+    sizes = spec[0]
+    D, H, O = sizes[0], sizes[1], sizes[sizes.size - 1]
+    grad = np.empty_like(theta)
+    outputs = (np.empty((Xe.shape[0], O), Xe.dtype), np.empty((Xv.shape[0], O), Xv.dtype))
+    rows = max(min(settings[0], Xb.shape[0]), Xe.shape[0], Xv.shape[0])
+    scratch = new_scratch(spec, theta, Xb, rows)
+    certify = spec[5] and Xe.itemsize == 8 and O >= 2
+    block = fused_plan(Xe.shape[0], D, H, O, 8)[0]
+    certified = certified_setup(Xe if certify else Xe[:0], H, O, block)
+    return train_steps(spec, theta, data, settings, curves, grad, outputs, scratch, certify, certified)
+
+
+@nb.njit(**FAST)
+def train_steps(spec, theta, data, settings, curves, grad, outputs, scratch, certify, certified):
+    """train_loop_compiled's loop, on borrowed arrays (its caller owns them)."""
+    spec, theta, grad, (h_e, h_v), scratch, certified = borrowed((spec, theta, grad, outputs, scratch, certified))
+    (Xb, Yb), (Xe, Ye, ye), (Xv, Yv, yv) = borrowed(data)
+    batch_size, lrs, reg, penalty, clip_norm, eval_every, step0, eval_last = settings
+    losses, grad_norms, scores, val_losses, val_scores = borrowed(curves)
+    n_steps = lrs.size
+    Nb = Xb.shape[0]
+    n = n_trained(spec, theta)
+    for t in range(n_steps):
+        start = (t * batch_size) % Nb
+        stop = min(start + batch_size, Nb)
+        loss = loss_and_gradients_into(spec, theta, Xb[start:stop], Yb[start:stop], reg, penalty, grad, scratch)
+        grad_norm = np.sqrt(squared_norm(grad, n))
+        losses[t] = loss
+        grad_norms[t] = grad_norm
+        if not (np.isfinite(loss) and np.isfinite(grad_norm)):
+            return t
+        scale = clip_norm / grad_norm if 0 < clip_norm < grad_norm else 1.0
+        update(theta, grad, Xb.dtype.type(lrs[t] * scale), n)
+        if (step0 + t + 1) % eval_every == 0 or (eval_last and t == n_steps - 1):
+            if certify:
+                W1, b1, W2, b2 = article_views(spec, theta)
+                scores[t] = certified_correct(certified, Xe, ye, W1, b1, W2, b2) / Xe.shape[0]
+            else:
+                scores[t] = evaluate(spec, theta, Xe, Ye[:0], Ye, ye, h_e, scratch)[1]
+            if Xv.shape[0] > 0:
+                Nv = Xv.shape[0]
+                data_loss, val_scores[t] = evaluate(spec, theta, Xv, Yv, Yv, yv, h_v, scratch)
+                val_losses[t] = data_loss + reg / Nv * penalty_value(spec, theta, penalty)
+    return n_steps

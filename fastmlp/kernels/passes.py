@@ -1,0 +1,126 @@
+"""Whole batches for any network: the fused path for the article's arrangement, the layered path for
+the rest; the penalty, the update and the scratch both paths share.
+
+`spec` (see fastmlp.kernels.layers) carries a `fused` flag, set when the network is the article's
+arrangement with few inputs and outputs (fastmlp.kernels.fused); then W1, b1, W2, b2 are views into
+theta and the fused kernels run, else the layered ones. Either way the gradient is one flat vector
+like theta, so the penalty, the norm and the update are single loops over it.
+"""
+
+import numba as nb
+import numpy as np
+
+from . import fused, layers
+from .fastmath import FAST, STRICT
+from .layers import bias_view, weight_view
+
+
+@nb.njit(**STRICT)
+def n_weights(sizes):
+    """How many leading entries of theta are weights."""
+    total = 0
+    for l in range(1, sizes.size):
+        total += sizes[l - 1] * sizes[l]
+    return total
+
+
+@nb.njit(**STRICT)
+def n_trained(spec, theta):
+    """How many leading entries of theta training updates: all, or the weights only (no biases)."""
+    return theta.size if spec[4] else n_weights(spec[0])
+
+
+@nb.njit(**STRICT)
+def article_views(spec, theta):
+    """(W1, b1, W2, b2) of a one-hidden-layer network, views into theta."""
+    sizes = spec[0]
+    return (weight_view(theta, sizes, 1), bias_view(theta, sizes, 1), weight_view(theta, sizes, 2),
+            bias_view(theta, sizes, 2))
+
+
+@nb.njit(**STRICT)
+def new_scratch(spec, theta, X, rows):
+    """Scratch for batches of up to `rows` rows like X: (fused scratch, layered scratch), the path not
+    taken empty."""
+    sizes = spec[0]
+    if spec[5]:
+        W1, _, W2, _ = article_views(spec, theta)
+        return fused.new_scratch(X, W1, W2, rows), layers.layers_scratch(sizes, 0, X.dtype)
+    return fused.chunk_scratch(X, 0, 0, 0), layers.layers_scratch(sizes, rows, X.dtype)
+
+
+@nb.njit(**FAST)
+def forward_into(spec, theta, X, Y, out, scratch):
+    """out (N, O) = the network's output for X; returns the data loss against Y (0 if Y has no rows)."""
+    if spec[5]:
+        W1, b1, W2, b2 = article_views(spec, theta)
+        fused.forward_into(X, W1, b1, W2, b2, out, scratch[0])
+        if Y.shape[0] != X.shape[0]:
+            return 0.0
+        sq = 0.0
+        for i in range(X.shape[0]):
+            for o in range(out.shape[1]):
+                sq += (Y[i, o] - out[i, o]) ** 2
+        return sq / (2 * X.shape[0])
+    return layers.forward_into(spec, theta, X, Y, out, scratch[1])
+
+
+@nb.njit(**FAST)
+def data_gradients_into(spec, theta, X, Y, grad, scratch):
+    """Sets grad (flat) to the data loss's gradient; returns the data loss."""
+    if spec[5]:
+        W1, b1, W2, b2 = article_views(spec, theta)
+        dW1, db1, dW2, db2 = article_views(spec, grad)
+        sq = fused.gradients_into(X, Y, W1, b1, W2, b2, dW1, db1, dW2, db2, scratch[0])
+        return sq / (2 * X.shape[0])
+    return layers.gradients_into(spec, theta, X, Y, grad, scratch[1])
+
+
+@nb.njit(**STRICT)
+def penalty_value(spec, theta, penalty):
+    """sum |W| (penalty 0, "l1") or sum W**2 / 2 (penalty 1, "l2") over all weights, in float64."""
+    total = 0.0
+    for k in range(n_weights(spec[0])):
+        total += abs(theta[k]) if penalty == 0 else 0.5 * theta[k] * theta[k]
+    return total
+
+
+@nb.njit(inline="always", **STRICT)
+def add_penalty(spec, theta, grad, coef, penalty):
+    """grad += coef * sign(W) ("l1") or coef * W ("l2") over the weights; returns penalty_value."""
+    total = 0.0
+    if penalty == 0:
+        for k in range(n_weights(spec[0])):
+            grad[k] += coef * np.sign(theta[k])
+            total += abs(theta[k])
+    else:
+        for k in range(n_weights(spec[0])):
+            grad[k] += coef * theta[k]
+            total += 0.5 * theta[k] * theta[k]
+    return total
+
+
+@nb.njit(**FAST)
+def loss_and_gradients_into(spec, theta, X, Y, reg, penalty, grad, scratch):
+    """The loss (float64) at theta; its gradient written into grad (flat, like theta)."""
+    N = X.shape[0]
+    data_loss = data_gradients_into(spec, theta, X, Y, grad, scratch)
+    if reg == 0:
+        return data_loss
+    penalty_total = add_penalty(spec, theta, grad, X.dtype.type(reg / N), penalty)
+    return data_loss + reg / N * penalty_total
+
+
+@nb.njit(inline="always", **STRICT)
+def update(theta, grad, lr, n):
+    """theta[:n] -= lr * grad[:n], in place."""
+    for k in range(n):
+        theta[k] -= lr * grad[k]
+
+
+@nb.njit(**FAST)
+def step_into(spec, theta, X, Y, lr, reg, penalty, grad, scratch):
+    """One gradient-descent step in place (biases too if the network has them); returns the loss before it."""
+    loss = loss_and_gradients_into(spec, theta, X, Y, reg, penalty, grad, scratch)
+    update(theta, grad, X.dtype.type(lr), n_trained(spec, theta))
+    return loss

@@ -1,0 +1,43 @@
+"""How a batch is cut into chunks of rows and groups of chunks.
+
+The cut depends only on the shapes and the dtype, never on the thread count, so every result is
+bitwise identical with 1 or many threads, run after run. Each group (a contiguous run of chunks)
+accumulates its own gradient buffer; the buffers are summed in group order.
+"""
+
+import numba as nb
+
+from .fastmath import STRICT
+
+LANES = 16                     # fused chunks hold a multiple of this many samples (64 bytes of float32)
+MAX_GROUPS = 64                # most gradient buffers summed per step
+GROUP_BUFFER_BYTES = 32 << 20  # and at most this much memory for them
+LAYER_CHUNK_ENTRIES = 1 << 18  # a layered chunk's activations: rows x (sum of widths), at most this
+
+
+@nb.njit(**STRICT)
+def fused_plan(N, D, H, O, itemsize):
+    """(block, n_chunks, n_groups) of the fused path: block samples per chunk, so that a chunk's hidden
+    layer (H x block) stays in L2 cache; at most MAX_GROUPS gradient buffers within GROUP_BUFFER_BYTES."""
+    block = min(512, max(LANES, (262144 // H) // LANES * LANES))
+    n_chunks = (N + block - 1) // block
+    n_params = D * H + H + H * O + O
+    n_groups = min(n_chunks, MAX_GROUPS, max(1, GROUP_BUFFER_BYTES // (n_params * itemsize)))
+    return block, n_chunks, n_groups
+
+
+@nb.njit(**STRICT)
+def layers_plan(N, width_total):
+    """(block, n_chunks) of the layered path: chunks of rows whose activations (block x the sum of the
+    layer widths) hold at most LAYER_CHUNK_ENTRIES numbers; one group, since BLAS threads itself."""
+    block = max(LANES, LAYER_CHUNK_ENTRIES // width_total // LANES * LANES)
+    block = min(block, N)
+    return block, (N + block - 1) // block
+
+
+@nb.njit(**STRICT)
+def group_rows(g, n_groups, n_chunks, block, N):
+    """Rows [start, stop) of group g: a contiguous run of whole chunks."""
+    start = (g * n_chunks // n_groups) * block
+    stop = min(((g + 1) * n_chunks // n_groups) * block, N)
+    return start, stop
