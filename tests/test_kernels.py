@@ -11,6 +11,10 @@ from hypothesis import given, settings, strategies as st
 
 import fastmlp
 from fastmlp import kernels, reference
+from fastmlp.architecture import Architecture
+from fastmlp.kernels import certify, fused, plan
+from fastmlp.training import LoopSettings
+from test_reference import architectures, random_problem
 
 # max error relative to the largest magnitude of the reference result (README "Tolerances")
 TOL = {np.float64: 1e-12, np.float32: 1e-4}
@@ -20,53 +24,76 @@ def rel_err(a, b):
     return float(np.abs(np.asarray(a, np.float64) - b).max() / max(np.abs(b).max(), 1e-300))
 
 
-def problem(seed, N, D, H, O, dtype, scale=1.0):
-    rng = np.random.default_rng(seed)
-    X = (rng.normal(size=(N, D)) * scale).astype(dtype)
-    Y = fastmlp.one_hot(rng.integers(0, O, N), O).astype(dtype)
-    params = [rng.normal(size=s).astype(dtype) for s in [(D, H), (H,), (H, O), (O,)]]
-    return X, Y, params
-
-
-@settings(max_examples=40, deadline=None)
-@given(
-    N=st.one_of(st.integers(1, 70), st.integers(500, 3000)), D=st.integers(1, 5),
-    H=st.integers(1, 40), O=st.integers(1, 4), dtype=st.sampled_from([np.float64, np.float32]),
-    reg=st.sampled_from([0.0, 0.01]), penalty=st.sampled_from(["l2", "l1"]), seed=st.integers(0, 999),
-)
-def test_kernels_match_reference(N, D, H, O, dtype, reg, penalty, seed):
-    X, Y, params = problem(seed, N, D, H, O, dtype)
-    h2 = kernels.forward(X, *params)
-    assert h2.dtype == dtype
-    assert rel_err(h2, reference.forward(X, *params)) <= TOL[dtype]
-    loss_k, grads_k = kernels.loss_and_gradients(X, Y, *params, reg, penalty)
-    loss_r, grads_r = reference.loss_and_gradients(X, Y, *params, reg, penalty)
+def assert_kernels_match(arch, X, Y, theta, reg=0.0, penalty="l2"):
+    """forward, loss and gradients of the kernels against the reference, in X's dtype."""
+    dtype = X.dtype.type
+    out = kernels.forward(arch, theta, X)
+    assert out.dtype == dtype
+    assert rel_err(out, reference.forward(arch, theta, X)) <= TOL[dtype]
+    loss_r, grad_r = reference.loss_and_gradients(arch, theta, X, Y, reg, penalty)
+    loss_k, grad_k = kernels.loss_and_gradients(arch, theta, X, Y, reg, penalty)
+    assert grad_k.dtype == dtype
     assert abs(loss_k - loss_r) / max(abs(loss_r), 1e-300) <= TOL[dtype]
-    for gk, gr in zip(grads_k, grads_r):
-        assert gk.dtype == dtype
-        assert rel_err(gk, gr) <= TOL[dtype]
+    assert abs(kernels.loss(arch, theta, X, Y, reg, penalty) - loss_r) / max(abs(loss_r), 1e-300) <= TOL[dtype]
+    assert rel_err(grad_k, grad_r) <= TOL[dtype]
+
+
+@settings(max_examples=60, deadline=None)
+@given(arch=architectures(max_depth=3, max_width=12), N=st.one_of(st.integers(1, 40), st.integers(300, 2500)),
+       dtype=st.sampled_from([np.float64, np.float32]), reg=st.sampled_from([0.0, 0.01]),
+       penalty=st.sampled_from(["l2", "l1"]), seed=st.integers(0, 999))
+def test_kernels_match_reference_on_random_networks(arch, N, dtype, reg, penalty, seed):
+    X, Y, theta = random_problem(np.random.default_rng(seed), arch, N, dtype)
+    assert_kernels_match(arch, X, Y, theta, reg, penalty)
+
+
+@settings(max_examples=30, deadline=None)
+@given(N=st.one_of(st.integers(1, 70), st.integers(500, 3000)), D=st.integers(1, 5), H=st.integers(1, 40),
+       O=st.integers(1, 4), bias=st.booleans(), dtype=st.sampled_from([np.float64, np.float32]),
+       seed=st.integers(0, 999))
+def test_fused_path_matches_reference(N, D, H, O, bias, dtype, seed):
+    """The article's arrangement with few inputs takes the fused kernels."""
+    arch = Architecture((D, H, O), ("sigmoid",), "sigmoid", "mse", bias)
+    assert kernels.is_fused(arch)
+    X, Y, theta = random_problem(np.random.default_rng(seed), arch, N, dtype)
+    assert_kernels_match(arch, X, Y, theta, 0.01, "l2")
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("shape", [(2000, 2, 513, 2), (300, 40, 33, 10), (1100, 64, 7, 3)])
-def test_large_and_wide_shapes_match_reference(shape, dtype):
-    """H beyond one vector width and chunk sizes; D >= 32 takes the BLAS path."""
-    X, Y, params = problem(1, *shape, dtype, scale=0.5)
-    _, grads_k = kernels.loss_and_gradients(X, Y, *params, 0.1, "l2")
-    _, grads_r = reference.loss_and_gradients(X, Y, *params, 0.1, "l2")
-    assert max(rel_err(a, b) for a, b in zip(grads_k, grads_r)) <= TOL[dtype]
+@pytest.mark.parametrize("sizes, activations, output, loss", [
+    ((2, 513, 2), ("sigmoid",), "sigmoid", "mse"),                 # fused, H beyond a vector, chunks
+    ((40, 33, 10), ("sigmoid",), "sigmoid", "mse"),                 # the article's bricks, layered
+    ((64, 7, 3), ("relu",), "softmax", "cross_entropy"),
+    ((20, 64, 64, 64, 1), ("relu",) * 3, "identity", "mse"),
+    ((784, 96, 48, 10), ("tanh", "relu"), "softmax", "cross_entropy"),
+])
+def test_large_and_wide_shapes_match_reference(sizes, activations, output, loss, dtype):
+    """Batches of several chunks on both paths."""
+    arch = Architecture(sizes, activations, output, loss, True)
+    N = 1100 if sizes[0] < 700 else 700
+    X, Y, theta = random_problem(np.random.default_rng(1), arch, N, dtype)
+    theta *= 0.5
+    assert_kernels_match(arch, X, Y, theta, 0.1, "l2")
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_sigmoid_kernel_is_exact_and_clean_at_extremes(dtype):
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+def test_fast_math_is_exact_and_clean_at_extremes(activation, dtype):
+    """A 1-1-1 network with unit weights: out = activation(z) for z over [-1000, 1000], and a softmax of
+    [z, 0] (the exp); the kernels' own exp, sigmoid and tanh within a few ulp of NumPy's."""
     z = np.concatenate([np.linspace(-1000, 1000, 20001), np.linspace(-40, 40, 20001)]).astype(dtype)
     X = z[:, None]
-    # a 1-1-1 network with unit weights: h2 = sigmoid(sigmoid(z)), z over [-1000, 1000]
-    params = [np.ones((1, 1), dtype), np.zeros(1, dtype), np.ones((1, 1), dtype), np.zeros(1, dtype)]
-    h2_k = kernels.forward(X, *params)
-    h2_r = reference.forward(X, *params)
-    assert np.all(np.isfinite(h2_k))
-    assert rel_err(h2_k, h2_r) <= (4e-16 if dtype == np.float64 else 2e-7)
+    arch = Architecture((1, 1, 1), (activation,), "identity", "mse", True)
+    theta = np.array([1, 1, 0, 0], dtype)
+    out_k = kernels.forward(arch, theta, X)
+    out_r = reference.forward(arch, theta, X)
+    assert np.all(np.isfinite(out_k))
+    assert rel_err(out_k, out_r) <= (4e-16 if dtype == np.float64 else 2e-7)
+    softmax = Architecture((1, 2), (), "softmax", "mse", True)
+    theta = np.array([1, 0, 0, 0], dtype)
+    p_k, p_r = kernels.forward(softmax, theta, X), reference.forward(softmax, theta, X)
+    assert np.all(np.isfinite(p_k))
+    assert rel_err(p_k, p_r) <= (4e-16 if dtype == np.float64 else 2e-7)
 
 
 def test_worked_example_through_numba(worked_example):
@@ -91,6 +118,28 @@ def test_thousand_xor_steps_agree(xor_data):
         assert rel_err(pk, pr) <= 1e-10
 
 
+@settings(max_examples=12, deadline=None)
+@given(arch=architectures(max_depth=3, max_width=10), dtype=st.sampled_from([np.float64, np.float32]),
+       seed=st.integers(0, 999))
+def test_hundred_fit_steps_agree_on_random_networks(arch, dtype, seed):
+    """After 100 steps of fit (batches of 16, l2) both backends hold the same parameters and history."""
+    rng = np.random.default_rng(seed)
+    X, Y, _ = random_problem(rng, arch, 64, dtype)
+    if arch.output == "identity":
+        y = Y
+    else:
+        y = (Y[:, 0] > 0.5).astype(int) if arch.sizes[-1] == 1 else np.argmax(Y, axis=1)
+    results = {}
+    for backend in ("numpy", "numba"):
+        net = fastmlp.MLP(arch.sizes, bias=arch.bias, seed=seed, backend=backend, dtype=dtype.__name__,
+                          activation=arch.activations, output=arch.output, loss=arch.loss, init="glorot")
+        history = net.fit(X, y, lr=0.05, steps=100, batch_size=16, reg=1e-3, eval_every=10, progress=False)
+        results[backend] = (net._theta.copy(), history.frame)
+    (theta_r, frame_r), (theta_k, frame_k) = results["numpy"], results["numba"]
+    assert rel_err(theta_k, theta_r) <= TOL[dtype]
+    np.testing.assert_allclose(frame_k["loss"], frame_r["loss"], rtol=10 * TOL[dtype], atol=TOL[dtype])
+
+
 DETERMINISM_SCRIPT = """
 import json, numpy as np, fastmlp
 rng = np.random.default_rng(0)
@@ -99,43 +148,66 @@ net = fastmlp.MLP((2, 64, 2), seed=0, backend="numba")
 Y = fastmlp.one_hot(y, 2)
 net.step(X, Y, lr=1.0)
 one = [p.tobytes().hex() for p in net.parameters]
-for _ in range(999):
+for _ in range(200):
     net.step(X[:3000], Y[:3000], lr=1.0, reg=0.01)
-print(json.dumps([one, [p.tobytes().hex() for p in net.parameters]]))
+deep = fastmlp.MLP((40, 128, 64, 64, 10), seed=0, activation="relu", output="softmax",
+                   loss="cross_entropy", init="he", backend="numba")
+X = rng.normal(size=(5000, 40)); y = rng.integers(0, 10, 5000)
+deep.step(X, fastmlp.one_hot(y, 10), lr=0.1, reg=0.01)
+deep.fit(X, y, lr=0.05, steps=60, batch_size=256, shuffle=True, seed=1, progress=False)
+print(json.dumps([one, [p.tobytes().hex() for p in net.parameters + deep.parameters]]))
 """
 
 
 def test_bitwise_deterministic_across_threads_and_runs():
+    """Numba's and BLAS's thread counts both 1, then both 2 (twice): the same bits."""
     outputs = []
     for threads in ("1", "2", "2"):
-        env = dict(os.environ, NUMBA_NUM_THREADS=threads)
+        env = dict(os.environ, NUMBA_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, OMP_NUM_THREADS=threads)
         out = subprocess.run([sys.executable, "-c", DETERMINISM_SCRIPT], env=env, check=True,
                              capture_output=True, text=True).stdout
         outputs.append(json.loads(out))
     assert outputs[0] == outputs[1] == outputs[2]
 
 
-def test_train_loop_matches_reference_loop(xor_data):
-    X, y, Y = xor_data
-    curves = {}
+@pytest.mark.parametrize("arch", [
+    Architecture((2, 10, 2), ("sigmoid",), "sigmoid", "mse", True),                  # fused, certified
+    Architecture((2, 10, 1), ("sigmoid",), "sigmoid", "mse", True),                  # one output
+    Architecture((2, 8, 6, 3), ("tanh", "relu"), "softmax", "cross_entropy", True),
+    Architecture((2, 9, 1), ("relu",), "identity", "mse", False),
+], ids=["fused", "one-output", "deep-softmax", "regression"])
+def test_train_loop_matches_reference_loop(xor_data, arch):
+    X, y, _ = xor_data
+    O = arch.sizes[-1]
+    if arch.output == "identity":
+        Y = (X[:, :1] * X[:, 1:]).copy()
+        y = np.zeros(0, np.int64)
+    else:
+        y = y % O if O > 1 else y
+        Y = y[:, None].astype(float) if O == 1 else np.eye(O)[y]
+    theta0 = np.random.default_rng(5).normal(size=arch.n_parameters) * 0.5
+    if not arch.bias:
+        theta0[arch.n_weights:] = 0
+    curves, thetas = {}, {}
     for name, backend in (("numpy", reference), ("numba", kernels)):
-        net = fastmlp.MLP((2, 10, 2), seed=2017, backend=name)
-        W1, W2 = [w.copy() for w in net.weights]
-        b1, b2 = np.zeros(10), np.zeros(2)
-        out = [np.full(500, np.nan) for _ in range(5)]
-        done = backend.train_loop(X, Y, 50, np.full(500, 0.5), 1e-3, "l2", 0.5, True, W1, b1, W2, b2,
-                                  X, y, X[:100], Y[:100], y[:100], 7, 0, True, *out)
-        assert done == 500
-        curves[name] = out + [W1, W2, b1, b2]
+        theta = theta0.copy()
+        out = tuple(np.full(500, np.nan) for _ in range(5))
+        data = ((X, Y), (X, Y, y), (X[:100], Y[:100], y[:100]))
+        settings = LoopSettings(50, np.full(500, 0.5), 1e-3, "l2", 0.5, 7, 0, True)
+        assert backend.train_loop(arch, theta, data, settings, out) == 500
+        curves[name], thetas[name] = out, theta
     for a, b in zip(curves["numba"], curves["numpy"]):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
-    accuracies = curves["numba"][2]
-    assert np.isfinite(accuracies[6]) and np.isnan(accuracies[5]) and np.isfinite(accuracies[-1])
+    np.testing.assert_allclose(thetas["numba"], thetas["numpy"], rtol=1e-10, atol=1e-12)
+    scores = curves["numba"][2]
+    assert np.isfinite(scores[6]) and np.isnan(scores[5]) and np.isfinite(scores[-1])
 
 
 def exact_correct(X, y, W1, b1, W2, b2):
     """The oracle: argmax (first of equals) of the float64 forward kernel, counted."""
-    return int((np.argmax(kernels.forward(X, W1, b1, W2, b2), axis=1) == y).sum())
+    out = np.empty((len(X), W2.shape[1]))
+    fused.forward_into(X, W1, b1, W2, b2, out, fused.new_scratch(X, W1, W2, len(X)))
+    return int((np.argmax(out, axis=1) == y).sum())
 
 
 @pytest.mark.parametrize("N, D, H, O, weight_scale, step_scale, seed", [
@@ -153,11 +225,11 @@ def test_certified_accuracy_equals_the_float64_forward_step(N, D, H, O, weight_s
     X = rng.normal(size=(N, D))
     y = rng.integers(0, O, N)
     W1, b1, W2, b2 = [rng.normal(size=s) * weight_scale for s in [(D, H), (H,), (H, O), (O,)]]
-    setup = kernels.certified_setup(X, H, O, kernels.plan(N, D, H, O, 8)[0])
+    setup = certify.certified_setup(X, H, O, plan.fused_plan(N, D, H, O, 8)[0])
     for _ in range(400):
         for p in (W1, b1, W2, b2):
             p += rng.normal(size=p.shape) * step_scale
-        assert kernels.certified_correct(setup, X, y, W1, b1, W2, b2) == exact_correct(X, y, W1, b1, W2, b2)
+        assert certify.certified_correct(setup, X, y, W1, b1, W2, b2) == exact_correct(X, y, W1, b1, W2, b2)
     info = setup[3][3]
     assert info[3] >= 1                                   # refreshed at least once
 
@@ -176,13 +248,13 @@ def test_certification_bounds_hold(seed):
     W1, b1, W2, b2 = [rng.normal(size=s) * 3.0 for s in [(D, H), (H,), (H, O), (O,)]]
     xmax = np.abs(X).max(axis=0)
     Eh, E2 = np.empty(H), np.empty(O)
-    kernels.z2_error_bounds(W1, b1, W2, b2, xmax, kernels.ROUND_32, Eh, E2)
+    certify.z2_error_bounds(W1, b1, W2, b2, xmax, certify.ROUND_32, Eh, E2)
     z64 = logits(X, W1, b1, W2, b2)
     z32 = logits(*(a.astype(np.float32) for a in (X, W1, b1, W2, b2))).astype(np.float64)
     assert (np.abs(z32 - z64) <= E2).all()
     assert E2.max() < 1e-2 * (np.abs(W2).sum(axis=0).max() + 1)
     R = [p + rng.normal(size=p.shape) * 1e-3 for p in (W1, b1, W2, b2)]
-    delta = kernels.drift_bound(W1, b1, W2, b2, *R, xmax, Eh)
+    delta = certify.drift_bound(W1, b1, W2, b2, *R, xmax, Eh)
     moved = np.abs(logits(X, W1, b1, W2, b2) - logits(X, *R)).max()
     assert moved <= delta / 2 < 1e3 * moved
 
@@ -193,10 +265,10 @@ def test_certified_accuracy_is_lazy_between_small_steps():
     X, y = fastmlp.datasets.xor()
     W1, W2 = rng.normal(size=(2, 10)), rng.normal(size=(10, 2))
     b1, b2 = np.zeros(10), np.zeros(2)
-    setup = kernels.certified_setup(X, 10, 2, 512)
+    setup = certify.certified_setup(X, 10, 2, 512)
     for _ in range(500):
         W1 += rng.normal(size=W1.shape) * 1e-5
-        kernels.certified_correct(setup, X, y, W1, b1, W2, b2)
+        certify.certified_correct(setup, X, y, W1, b1, W2, b2)
     refreshes = setup[3][3][3]
     assert 1 <= refreshes < 50
 
@@ -210,16 +282,19 @@ def test_certified_accuracy_breaks_ties_like_argmax():
     W1, b1 = rng.normal(size=(2, 6)), rng.normal(size=6)
     w = rng.normal(size=(6, 1))
     W2, b2 = np.hstack([w, w]), np.zeros(2)
-    setup = kernels.certified_setup(X, 6, 2, 512)
-    assert kernels.certified_correct(setup, X, y, W1, b1, W2, b2) == (y == 0).sum()
+    setup = certify.certified_setup(X, 6, 2, 512)
+    assert certify.certified_correct(setup, X, y, W1, b1, W2, b2) == (y == 0).sum()
 
 
 def test_train_loop_stops_on_divergence(xor_data):
     X, y, Y = xor_data
-    W1, W2 = np.full((2, 3), 1e308), np.ones((3, 2))
-    out = [np.full(10, np.nan) for _ in range(5)]
-    done = kernels.train_loop(X, Y, 300, np.full(10, 1e300), 1.0, "l2", 0.0, True, W1, np.zeros(3), W2,
-                              np.zeros(2), X, y, X[:0], Y[:0], y[:0], 1, 0, True, *out)
+    arch = Architecture((2, 3, 2), ("sigmoid",), "sigmoid", "mse", True)
+    theta = np.ones(arch.n_parameters)
+    theta[:6] = 1e308
+    out = tuple(np.full(10, np.nan) for _ in range(5))
+    empty = (X[:0], Y[:0], y[:0])
+    settings = LoopSettings(300, np.full(10, 1e300), 1.0, "l2", 0.0, 1, 0, True)
+    done = kernels.train_loop(arch, theta, ((X, Y), (X, Y, y), empty), settings, out)
     assert done < 10
     assert not np.isfinite(out[0][done]) or not np.isfinite(out[1][done])
 
@@ -237,8 +312,9 @@ def refuse(self):
 caching.InTreeCacheLocator.ensure_cache_path = refuse
 import numpy as np
 from fastmlp import kernels
-X = np.zeros((3, 2)); params = [np.zeros(s) for s in [(2, 2), (2,), (2, 2), (2,)]]
-print(kernels.forward(X, *params).sum())
+from fastmlp.architecture import Architecture
+arch = Architecture((2, 2, 2), ("sigmoid",), "sigmoid", "mse", True)
+print(kernels.forward(arch, np.zeros(arch.n_parameters), np.zeros((3, 2))).sum())
 """
 
 
@@ -249,20 +325,22 @@ def test_cache_falls_back_to_the_user_cache_when_the_package_is_read_only(tmp_pa
                          text=True)
     assert out.returncode == 0, out.stderr
     assert float(out.stdout) == 3.0                       # sigmoid(0) summed over 3 x 2 outputs
-    assert list(tmp_path.glob(".cache/numba/fastmlp*/kernels.*.nbi")), "no cache index in the user cache"
+    assert list(tmp_path.glob(".cache/numba/kernels*/*.nbi")), "no cache index in the user cache"
 
 
 CACHED_PARALLEL_SCRIPT = """
 import sys
 import numpy as np
 from fastmlp import kernels
+from fastmlp.architecture import Architecture
 rng = np.random.default_rng(0)
 X, Y = rng.random((20000, 2)), rng.random((20000, 2))        # many chunks: the parallel path
-params = [rng.random(s) for s in [(2, 64), (64,), (64, 2), (2,)]]
+arch = Architecture((2, 64, 2), ("sigmoid",), "sigmoid", "mse", True)
+theta = rng.random(arch.n_parameters)
 if sys.argv[1] == "gradients":
-    kernels.loss_and_gradients(X, Y, *params)
+    kernels.loss_and_gradients(arch, theta, X, Y)
 else:
-    kernels.step(X, Y, *params, 0.1)
+    kernels.step(arch, theta, X, Y, 0.1)
 """
 
 

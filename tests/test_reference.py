@@ -8,22 +8,28 @@ from hypothesis import given, settings, strategies as st
 
 import fastmlp
 from fastmlp import reference
+from fastmlp.architecture import Architecture
 
 ATOL = 1e-8          # the fixture's tolerance for values printed to 8 decimals
 ATOL_Z = 2e-8        # z1 and z2: the article truncates their last digit
 
+ARTICLE = Architecture((2, 3, 2), ("sigmoid",), "sigmoid", "mse", False)
+
+
+def article_theta(ex):
+    return np.concatenate([np.ravel(ex["W1"]), np.ravel(ex["W2"]), np.zeros(5)])
+
 
 def test_worked_example_intermediates(worked_example):
+    """The article's names, layer by layer: z1, h1, z2, h2 forward; dLoss_dh2 ... dLoss_dW1 backward."""
     ex = worked_example
     X = ex["X"][None, :]
     Y = np.array(ex["setup"]["y"])[None, :]
-    b1, b2 = np.zeros(3), np.zeros(2)
-    z1, h1, z2, h2 = reference.forward_trace(X, ex["W1"], b1, ex["W2"], b2)
-    np.testing.assert_allclose(z1[0], ex["z1"], rtol=0, atol=ATOL_Z)
-    np.testing.assert_allclose(h1[0], ex["h1"], rtol=0, atol=ATOL)
-    np.testing.assert_allclose(z2[0], ex["z2"], rtol=0, atol=ATOL_Z)
-    np.testing.assert_allclose(h2[0], ex["h2"], rtol=0, atol=ATOL)
-    g = reference.backward(X, Y, ex["W1"], ex["W2"], h1, h2)
+    theta = article_theta(ex)
+    trace = reference.forward_trace(ARTICLE, theta, X)
+    for name, atol in [("z1", ATOL_Z), ("h1", ATOL), ("z2", ATOL_Z), ("h2", ATOL)]:
+        np.testing.assert_allclose(trace[name][0], ex[name], rtol=0, atol=atol, err_msg=name)
+    g = reference.backward(ARTICLE, theta, trace, Y)
     for name in ["dLoss_dh2", "dh2_dz2", "dLoss_dh1", "dh1_dz1", "dLoss_dW1", "dLoss_dW2"]:
         np.testing.assert_allclose(np.squeeze(g[name]), ex[name], rtol=0, atol=ATOL, err_msg=name)
 
@@ -33,39 +39,87 @@ def test_worked_example_first_row_of_xor_data(worked_example):
     np.testing.assert_allclose(X[0], worked_example["X"], rtol=0, atol=ATOL)
 
 
-def _random_problem(rng, N, D, H, O, dtype=np.float64):
+ACTIVATIONS = sorted(reference.ACTIVATIONS)
+OUTPUT_LOSSES = [("sigmoid", "mse"), ("softmax", "mse"), ("identity", "mse"),
+                 ("sigmoid", "cross_entropy"), ("softmax", "cross_entropy")]
+
+
+def random_problem(rng, arch, N, dtype=np.float64):
+    """Inputs, targets fitting the output (one-hot rows, or probabilities for sigmoid cross-entropy, or
+    values) and a random theta."""
+    D, O = arch.sizes[0], arch.sizes[-1]
     X = rng.normal(size=(N, D)).astype(dtype)
-    Y = fastmlp.one_hot(rng.integers(0, O, N), O).astype(dtype)
-    params = [rng.normal(size=s).astype(dtype) for s in [(D, H), (H,), (H, O), (O,)]]
-    return X, Y, params
+    if arch.output == "identity":
+        Y = rng.normal(size=(N, O))
+    elif arch.output == "sigmoid" and arch.loss == "cross_entropy":
+        Y = rng.random((N, O))
+    else:
+        Y = np.eye(O)[rng.integers(0, O, N)]
+    theta = rng.normal(size=arch.n_parameters)
+    if not arch.bias:
+        theta[arch.n_weights:] = 0
+    return X, Y.astype(dtype), theta.astype(dtype)
 
 
-@settings(max_examples=25, deadline=None)
-@given(
-    N=st.integers(1, 7), D=st.integers(1, 4), H=st.integers(1, 6), O=st.integers(1, 3),
-    reg=st.sampled_from([0.0, 0.3]), penalty=st.sampled_from(["l2", "l1"]),
-    seed=st.integers(0, 2**32 - 1),
-)
-def test_gradients_match_central_finite_differences(N, D, H, O, reg, penalty, seed):
+@st.composite
+def architectures(draw, max_depth=3, max_width=5):
+    depth = draw(st.integers(0, max_depth))
+    output, loss = draw(st.sampled_from(OUTPUT_LOSSES))
+    n_out = draw(st.integers(2 if output == "softmax" else 1, 4))
+    sizes = (draw(st.integers(1, max_width)), *draw(st.lists(st.integers(1, max_width), min_size=depth,
+                                                             max_size=depth)), n_out)
+    activations = tuple(draw(st.lists(st.sampled_from(ACTIVATIONS), min_size=depth, max_size=depth)))
+    return Architecture(sizes, activations, output, loss, draw(st.booleans()))
+
+
+def central_differences(f, theta, eps=1e-6):
+    numeric = np.zeros_like(theta)
+    for k in range(theta.size):
+        old = theta[k]
+        theta[k] = old + eps
+        up = f()
+        theta[k] = old - eps
+        down = f()
+        theta[k] = old
+        numeric[k] = (up - down) / (2 * eps)
+    return numeric
+
+
+@settings(max_examples=120, deadline=None)
+@given(arch=architectures(), N=st.integers(1, 6), reg=st.sampled_from([0.0, 0.3]),
+       penalty=st.sampled_from(["l2", "l1"]), seed=st.integers(0, 2**32 - 1))
+def test_gradients_match_central_finite_differences(arch, N, reg, penalty, seed):
+    """Every activation x output x loss, depths 0 to 3, biases on and off, l1 and l2."""
     rng = np.random.default_rng(seed)
-    X, Y, params = _random_problem(rng, N, D, H, O)
+    X, Y, theta = random_problem(rng, arch, N)
+    W = theta[:arch.n_weights]
     if penalty == "l1":                      # |w| has a kink at 0: keep weights away from it
-        for W in params[::2]:
-            W[np.abs(W) < 1e-3] = 0.5
-    _, grads = reference.loss_and_gradients(X, Y, *params, reg, penalty)
-    eps = 1e-6
-    for k, (p, g) in enumerate(zip(params, grads)):
-        numeric = np.zeros_like(p)
-        for idx in np.ndindex(p.shape):
-            old = p[idx]
-            p[idx] = old + eps
-            up = reference.loss(X, Y, *params, reg, penalty)
-            p[idx] = old - eps
-            down = reference.loss(X, Y, *params, reg, penalty)
-            p[idx] = old
-            numeric[idx] = (up - down) / (2 * eps)
-        scale = max(np.abs(numeric).max(), np.abs(g).max(), 1e-3)
-        assert np.abs(numeric - g).max() / scale <= 1e-6, f"parameter {k}"
+        W[np.abs(W) < 1e-3] = 0.5
+    trace = reference.forward_trace(arch, theta, X)
+    for l in range(1, arch.n_layers):        # relu's kink at 0: keep pre-activations away from it
+        if arch.activations[l - 1] == "relu" and np.abs(trace[f"z{l}"]).min() < 1e-4:
+            return
+    _, gradient = reference.loss_and_gradients(arch, theta, X, Y, reg, penalty)
+    numeric = central_differences(lambda: reference.loss(arch, theta, X, Y, reg, penalty), theta)
+    scale = max(np.abs(numeric).max(), np.abs(gradient).max(), 1e-3)
+    assert np.abs(numeric - gradient).max() / scale <= 1e-6
+
+
+def test_softmax_cross_entropy_gradient_is_p_minus_y_over_n():
+    rng = np.random.default_rng(3)
+    arch = Architecture((3, 4), (), "softmax", "cross_entropy", True)
+    X, Y, theta = random_problem(rng, arch, 5)
+    trace = reference.forward_trace(arch, theta, X)
+    g = reference.backward(arch, theta, trace, Y)
+    np.testing.assert_allclose(g["dLoss_dz1"], (trace["h1"] - Y) / 5, rtol=1e-15)
+
+
+def test_cross_entropy_is_stable_where_probabilities_underflow():
+    """z = +-1000: log p would be log(0); computed from z the loss is exact and finite."""
+    z = np.array([[1000.0, -1000.0]])
+    Y = np.array([[0.0, 1.0]])
+    assert reference.cross_entropy(Y, z, reference.softmax(z), "softmax") == pytest.approx(2000.0)
+    assert reference.cross_entropy(Y, z, reference.sigmoid(z), "sigmoid") == pytest.approx(2000.0)
 
 
 def test_sigmoid_is_clean_at_extremes():
@@ -74,20 +128,37 @@ def test_sigmoid_is_clean_at_extremes():
         warnings.simplefilter("error")
         s = reference.sigmoid(z)
         s32 = reference.sigmoid(z.astype(np.float32))
+        p = reference.softmax(z[None, :])
     assert s[0] == 0.0 and s[-1] == 1.0 and s[2] == 0.5
     assert s32[0] == 0.0 and s32[-1] == 1.0
-    assert np.all(np.isfinite(s))
+    assert np.all(np.isfinite(s)) and p[0, -1] == 1.0
     np.testing.assert_allclose(s[1], np.exp(-50.0), rtol=1e-14)   # relative accuracy on the small side
+
+
+def test_r2_is_scikit_learns():
+    Y = np.array([[1.0, 2.0], [2.0, 2.0], [4.0, 2.0]])
+    h = np.array([[1.5, 2.0], [2.0, 2.0], [3.0, 2.0]])
+    # output 0: 1 - 1.25 / 4.6667; output 1: constant and exact, 1
+    assert reference.r2(Y, h) == pytest.approx((1 - 1.25 / (14 / 3) + 1) / 2)
+    assert reference.r2(Y, h + 1) == pytest.approx((1 - (2.25 + 1 + 0) / (14 / 3) + 0) / 2)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_reference_keeps_dtype(dtype):
     rng = np.random.default_rng(0)
-    X, Y, params = _random_problem(rng, 5, 2, 4, 2, dtype)
-    assert reference.forward(X, *params).dtype == dtype
-    _, grads = reference.loss_and_gradients(X, Y, *params, 0.1, "l2")
-    assert all(g.dtype == dtype for g in grads)
-    before = [p.copy() for p in params]
-    reference.step(X, Y, *params, 0.1, 0.1, "l2", True)
-    assert all(p.dtype == dtype for p in params)
-    assert all(not np.array_equal(p, b) for p, b in zip(params, before))
+    arch = Architecture((2, 4, 3, 2), ("tanh", "relu"), "softmax", "cross_entropy", True)
+    X, Y, theta = random_problem(rng, arch, 5, dtype)
+    assert reference.forward(arch, theta, X).dtype == dtype
+    _, gradient = reference.loss_and_gradients(arch, theta, X, Y, 0.1, "l2")
+    assert gradient.dtype == dtype
+    before = theta.copy()
+    reference.step(arch, theta, X, Y, 0.1, 0.1, "l2")
+    assert theta.dtype == dtype and not np.array_equal(theta, before)
+
+
+def test_step_leaves_biases_alone_without_bias():
+    rng = np.random.default_rng(1)
+    arch = Architecture((2, 3, 3, 2), ("relu", "sigmoid"), "sigmoid", "mse", False)
+    X, Y, theta = random_problem(rng, arch, 4)
+    reference.step(arch, theta, X, Y, 0.5)
+    assert not theta[arch.n_weights:].any()

@@ -13,6 +13,7 @@ LANES = 16                     # fused chunks hold a multiple of this many sampl
 MAX_GROUPS = 64                # most gradient buffers summed per step
 GROUP_BUFFER_BYTES = 32 << 20  # and at most this much memory for them
 LAYER_CHUNK_ENTRIES = 1 << 18  # a layered chunk's activations: rows x (sum of widths), at most this
+LAYER_MAX_ROWS = 256           # and at most this many rows (see layers_plan)
 
 
 @nb.njit(**STRICT)
@@ -29,9 +30,14 @@ def fused_plan(N, D, H, O, itemsize):
 @nb.njit(**STRICT)
 def layers_plan(N, width_total):
     """(block, n_chunks) of the layered path: chunks of rows whose activations (block x the sum of the
-    layer widths) hold at most LAYER_CHUNK_ENTRIES numbers; one group, since BLAS threads itself."""
+    layer widths) hold at most LAYER_CHUNK_ENTRIES numbers; one group, since BLAS threads itself.
+
+    A chunk's rows are the inner dimension of its gradient products (dW = h.T @ dz). OpenBLAS splits a
+    long inner dimension differently with 1 and 2 threads (measured: 976 rows gave other bits, up to
+    512 the same), so chunks stay at LAYER_MAX_ROWS rows: within one of BLAS's inner blocks, the
+    gradient's bits do not depend on its thread count."""
     block = max(LANES, LAYER_CHUNK_ENTRIES // width_total // LANES * LANES)
-    block = min(block, N)
+    block = min(block, LAYER_MAX_ROWS, N)
     return block, (N + block - 1) // block
 
 
