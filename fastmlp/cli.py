@@ -6,7 +6,8 @@ from pathlib import Path
 
 from . import datasets
 from .backends import BACKENDS
-from .reference import PENALTIES
+from .network import INITS
+from .reference import ACTIVATIONS, LOSSES, OUTPUTS, PENALTIES
 from .training import SCHEDULES, DivergenceError
 from .validation import DTYPES
 
@@ -18,15 +19,22 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a network on a dataset and write its results",
-                                description="Train a one-hidden-layer sigmoid network; writes history.csv, "
-                                            "final.png, model.npz (and training.gif with --gif) to --out.")
+                                description="Train a network (any depth, activation, output and loss); writes "
+                                            "history.csv, model.npz, and for 2-D classification final.png (and "
+                                            "training.gif with --gif) to --out.")
     data = train.add_argument_group("data")
     data.add_argument("--dataset", choices=sorted(datasets.GENERATORS), default="xor")
     data.add_argument("--samples", type=int, default=300, help="points to generate (default 300)")
     data.add_argument("--csv", type=Path, help="train on this CSV instead (header row; numeric features)")
     data.add_argument("--label", default="label", help="the CSV's label column (default 'label')")
     model = train.add_argument_group("model")
-    model.add_argument("--hidden", type=int, default=10)
+    model.add_argument("--hidden", type=hidden_sizes, default=(10,),
+                       help="hidden layer widths, comma-separated, e.g. 64,64 (default 10; 0 for none)")
+    model.add_argument("--activation", default="sigmoid",
+                       help=f"hidden activation, or one per hidden layer comma-separated: {', '.join(sorted(ACTIVATIONS))}")
+    model.add_argument("--output", choices=sorted(OUTPUTS), default="sigmoid")
+    model.add_argument("--loss", choices=sorted(LOSSES), default="mse")
+    model.add_argument("--init", choices=sorted(INITS), default="article")
     model.add_argument("--no-bias", action="store_true", help="the article's bias-free network")
     model.add_argument("--backend", choices=sorted(BACKENDS), default="numba")
     model.add_argument("--dtype", choices=sorted(DTYPES), default="float64")
@@ -59,18 +67,37 @@ def build_parser():
     return parser
 
 
+def hidden_sizes(text):
+    """'64,64' -> (64, 64); '0' or '' -> () (no hidden layer)."""
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if sizes == (0,):
+        return ()
+    if any(s <= 0 for s in sizes):
+        raise argparse.ArgumentTypeError(f"hidden layer widths must be positive, got {text!r}")
+    return sizes
+
+
 def train_command(args):
     from . import plots
     from .files import write_csv
     from .network import MLP
 
     if args.csv is not None:
-        X, y = datasets.load_csv(args.csv, label=args.label)
+        X, y = datasets.load_csv(args.csv, label=args.label, classes=args.output != "identity")
     else:
         X, y = datasets.GENERATORS[args.dataset](n=args.samples)
-    n_classes = int(y.max()) + 1
-    net = MLP((X.shape[1], args.hidden, max(n_classes, 2)), bias=not args.no_bias, seed=args.seed,
-              backend=args.backend, dtype=args.dtype)
+    activation = args.activation.split(",") if "," in args.activation else args.activation
+    if args.output == "identity":
+        n_outputs = 1
+    else:
+        n_classes = int(y.max()) + 1
+        n_outputs = 1 if args.output == "sigmoid" and args.loss == "cross_entropy" else max(n_classes, 2)
+    net = MLP((X.shape[1], *args.hidden, n_outputs), bias=not args.no_bias, seed=args.seed,
+              backend=args.backend, dtype=args.dtype, activation=activation, output=args.output,
+              loss=args.loss, init=args.init)
     history = net.fit(X, y, lr=args.lr, steps=args.steps, batch_size=args.batch_size, shuffle=args.shuffle,
                       reg=args.reg, penalty=args.penalty, schedule=args.schedule, decay=args.decay,
                       clip_norm=args.clip, eval_every=args.eval_every, seed=args.seed,
@@ -79,14 +106,15 @@ def train_command(args):
     write_csv(history.frame, args.out / "history.csv")
     net.save(args.out / "model.npz")
     written = ["history.csv", "model.npz"]
-    if X.shape[1] == 2:
+    if X.shape[1] == 2 and args.output != "identity":
         plots.save_png(net, X, y, history, args.out / "final.png")
         written.append("final.png")
         if args.gif:
             plots.save_gif(net, X, y, history, args.out / "training.gif")
             written.append("training.gif")
     last = history.frame.iloc[-1]
-    print(f"step {int(last['step'])}: accuracy {last['accuracy']:.4f}, loss {last['loss']:.6f}")
+    score = "accuracy" if "accuracy" in history.frame else "r2"
+    print(f"step {int(last['step'])}: {score} {last[score]:.4f}, loss {last['loss']:.6f}")
     print(f"wrote {', '.join(written)} to {args.out}/")
 
 

@@ -60,10 +60,11 @@ def spirals(n=300, noise=0.1, turns=1.5, seed=0):
     return X + noise * rng.randn(n, 2), y.astype(np.int64)
 
 
-def load_csv(path, label="label"):
+def load_csv(path, label="label", classes=True):
     """(X, y) from a CSV with a header: every column but `label` is a numeric feature.
 
-    y: the label column's values mapped to 0..K-1 in sorted order (integers or strings alike).
+    y: the label column's values mapped to 0..K-1 in sorted order (integers or strings alike), or with
+    classes=False its numeric values as float64 targets (regression).
     """
     import pandas as pd
 
@@ -82,6 +83,10 @@ def load_csv(path, label="label"):
         raise ValueError(f"{path} has a missing or non-finite value in column {features.columns[col]!r}, row {row}")
     if table[label].isna().any():
         raise ValueError(f"label column {label!r} of {path} has missing values")
+    if not classes:
+        if not pd.api.types.is_numeric_dtype(table[label]):
+            raise ValueError(f"label column {label!r} of {path} is not numeric (dtype {table[label].dtype})")
+        return X, table[label].to_numpy(np.float64)
     _, y = np.unique(table[label].to_numpy(), return_inverse=True)
     return X, y.astype(np.int64)
 

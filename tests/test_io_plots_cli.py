@@ -22,6 +22,27 @@ def test_save_load_round_trips_bitwise(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]          # no temporary file left
 
 
+def test_save_load_keeps_the_whole_architecture(tmp_path):
+    net = fastmlp.MLP((3, 5, 4, 2), seed=1, activation=["tanh", "relu"], output="softmax",
+                      loss="cross_entropy", init="he", backend="numpy")
+    net.save(tmp_path / "deep.npz")
+    again = fastmlp.load(tmp_path / "deep.npz")
+    assert repr(again) == repr(net)
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(again.parameters, net.parameters))
+
+
+def test_files_of_the_first_format_still_load(tmp_path):
+    """fastmlp-model-1 (one sigmoid hidden layer, W1, W2, b1, b2 stored by name), as the last release wrote."""
+    rng = np.random.default_rng(0)
+    W1, W2, b1, b2 = rng.normal(size=(2, 4)), rng.normal(size=(4, 3)), rng.normal(size=4), rng.normal(size=3)
+    np.savez(tmp_path / "old.npz", format=np.array("fastmlp-model-1"), sizes=np.array([2, 4, 3]),
+             bias=np.array(True), dtype=np.array("float64"), backend=np.array("numpy"), W1=W1, W2=W2, b1=b1, b2=b2)
+    net = fastmlp.load(tmp_path / "old.npz")
+    assert (net.sizes, net.activations, net.output, net.loss_name) == ((2, 4, 3), ("sigmoid",), "sigmoid", "mse")
+    for got, want in zip(net.parameters, [W1, W2, b1, b2]):
+        assert np.array_equal(got, want)
+
+
 def test_truncated_and_foreign_files_are_rejected(tmp_path):
     fastmlp.MLP((2, 3, 2)).save(tmp_path / "m.npz")
     data = (tmp_path / "m.npz").read_bytes()
@@ -88,7 +109,28 @@ def test_cli_train_end_to_end(tmp_path):
     assert fastmlp.load(tmp_path / "out" / "model.npz").sizes == (2, 8, 2)
 
 
+def test_cli_trains_any_network(tmp_path):
+    result = run_cli("train", "--dataset", "spirals", "--hidden", "16,16", "--activation", "relu",
+                     "--output", "softmax", "--loss", "cross_entropy", "--init", "he", "--lr", "0.5",
+                     "--steps", "200", "--out", "out", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    net = fastmlp.load(tmp_path / "out" / "model.npz")
+    assert net.sizes[1:3] == (16, 16) and net.activations == ("relu", "relu")
+    assert (net.output, net.loss_name, net.init) == ("softmax", "cross_entropy", "he")
+    csv = tmp_path / "data.csv"
+    pd.DataFrame({"a": np.linspace(-1, 1, 50), "b": np.linspace(0, 1, 50),
+                  "label": np.linspace(0, 2, 50)}).to_csv(csv, index=False)
+    result = run_cli("train", "--csv", str(csv), "--hidden", "8", "--activation", "tanh", "--output", "identity",
+                     "--lr", "0.1", "--steps", "100", "--out", "reg", "--quiet", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "r2" in result.stdout and "r2" in pd.read_csv(tmp_path / "reg" / "history.csv").columns
+
+
 @pytest.mark.parametrize("args, message", [
+    (["train", "--hidden", "8,x"], "expected comma-separated integers"),
+    (["train", "--hidden", "4,4", "--activation", "relu,tanh,relu"], "activation must have one name per hidden layer"),
+    (["train", "--activation", "gelu"], "activation must be one of"),
+    (["train", "--output", "identity", "--loss", "cross_entropy"], "needs output='sigmoid' or 'softmax'"),
     (["train", "--lr", "-1"], "lr must be > 0"),
     (["train", "--csv", "missing.csv"], "No such file"),
     (["train", "--steps", "0"], "steps must be >= 1"),

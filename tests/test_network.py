@@ -120,3 +120,85 @@ def test_reference_learns_xor_with_biases_and_stalls_without(xor_data):
     for _ in range(5000):
         article.step(X, Y, lr=3.0)
     assert article.score(X, y) < 0.85
+
+
+def test_bricks_contract_attributes(backend):
+    net = fastmlp.MLP((4, 6, 5, 3), seed=3, backend=backend, activation=["relu", "tanh"], output="softmax",
+                      loss="cross_entropy", init="glorot")
+    assert net.sizes == (4, 6, 5, 3) and net.activations == ("relu", "tanh")
+    assert (net.output, net.loss_name, net.init, net.bias) == ("softmax", "cross_entropy", "glorot", True)
+    assert [p.shape for p in net.parameters] == [(4, 6), (6, 5), (5, 3), (6,), (5,), (3,)]
+    X = np.random.default_rng(0).normal(size=(7, 4))
+    p = net.forward(X)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-12)
+    assert np.array_equal(net.predict(X), np.argmax(p, axis=1))
+    y = np.arange(7) % 3
+    loss, grads = net.loss_and_gradients(X, fastmlp.one_hot(y, 3))
+    assert loss == pytest.approx(-np.mean(np.log(p[np.arange(7), y])), rel=1e-12)
+    assert [g.shape for g in grads] == [p.shape for p in net.parameters]
+    for name in ("sizes", "activations", "output", "loss_name", "init", "bias", "backend", "dtype"):
+        assert hasattr(net, name)
+    with pytest.raises(AttributeError):
+        net.output = "identity"
+    assert callable(net.loss)
+
+
+def test_no_hidden_layer_is_logistic_regression():
+    net = fastmlp.MLP((3, 1), output="sigmoid", loss="cross_entropy", backend="numpy")
+    assert net.activations == () and len(net.parameters) == 2
+    X = np.random.default_rng(1).normal(size=(5, 3))
+    W, b = net.parameters
+    np.testing.assert_allclose(net.forward(X), 1 / (1 + np.exp(-(X @ W + b))), rtol=1e-14)
+
+
+def test_one_sigmoid_output_predicts_where_it_exceeds_half(backend):
+    net = fastmlp.MLP((2, 4, 1), seed=0, backend=backend, loss="cross_entropy")
+    X = np.random.default_rng(2).normal(size=(50, 2))
+    out = net.forward(X)
+    assert out.shape == (50, 1)
+    assert np.array_equal(net.predict(X), (out[:, 0] > 0.5).astype(int))
+    y = (X[:, 0] > 0).astype(int)
+    assert net.score(X, y) == np.mean(net.predict(X) == y)
+
+
+def test_regression_predicts_values_and_scores_r2(backend):
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(40, 3))
+    y = X @ np.array([1.0, -2.0, 0.5])
+    net = fastmlp.MLP((3, 8, 1), seed=0, backend=backend, activation="tanh", output="identity")
+    assert net.predict(X).shape == (40, 1)
+    pred = net.predict(X)[:, 0]
+    assert net.score(X, y) == pytest.approx(1 - np.sum((y - pred) ** 2) / np.sum((y - y.mean()) ** 2), rel=1e-10)
+    history = net.fit(X, y, lr=0.05, steps=300, eval_every=100, progress=False)
+    assert list(history.frame.columns) == ["step", "loss", "r2", "lr", "grad_norm"]
+    assert history.frame["r2"].iloc[-1] > 0.9
+
+
+def test_glorot_init_is_scikit_learns():
+    """scikit-learn's _init_coef: per layer W then b ~ U(-s, s) from one RandomState, s = sqrt(f / (fan_in
+    + fan_out)), f = 2 for logistic and 6 otherwise."""
+    for activation, factor in (("sigmoid", 2.0), ("relu", 6.0)):
+        net = fastmlp.MLP((5, 4, 3), seed=7, activation=activation, init="glorot")
+        rng = np.random.RandomState(7)
+        expected = []
+        for fan_in, fan_out in ((5, 4), (4, 3)):
+            s = np.sqrt(factor / (fan_in + fan_out))
+            expected.append((rng.uniform(-s, s, (fan_in, fan_out)), rng.uniform(-s, s, fan_out)))
+        for (W, b), got_W, got_b in zip(expected, net.weights, net.biases):
+            assert np.array_equal(W, got_W) and np.array_equal(b, got_b)
+
+
+def test_he_init_bounds_and_zero_biases():
+    net = fastmlp.MLP((50, 40, 2), seed=0, init="he")
+    W1 = net.weights[0]
+    assert np.abs(W1).max() <= np.sqrt(6 / 50) and np.abs(W1).max() > 0.9 * np.sqrt(6 / 50)
+    assert not any(b.any() for b in net.biases)
+
+
+def test_deep_network_learns_xor_with_both_backends(xor_data):
+    X, y, _ = xor_data
+    for backend in ("numpy", "numba"):
+        net = fastmlp.MLP((2, 16, 16, 2), seed=0, backend=backend, activation="relu", output="softmax",
+                          loss="cross_entropy", init="he")
+        net.fit(X, y, lr=0.5, steps=1500, batch_size=50, shuffle=True, seed=0, progress=False)
+        assert net.score(X, y) >= 0.95

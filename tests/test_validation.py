@@ -73,7 +73,7 @@ def test_bad_step_options(net, kwargs, error, message):
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
-    (dict(sizes=(2, 3)), ValueError, r"sizes must be \(n_inputs, n_hidden, n_outputs\)"),
+    (dict(sizes=(2,)), ValueError, r"sizes must be \(n_inputs, \*hidden, n_outputs\): at least two"),
     (dict(sizes=(2, 0, 2)), ValueError, r"sizes must all be positive"),
     (dict(sizes=(2, 3.5, 2)), TypeError, r"sizes must hold integers"),
     (dict(sizes=5), TypeError, r"sizes must be a sequence"),
@@ -83,6 +83,19 @@ def test_bad_step_options(net, kwargs, error, message):
     (dict(sizes=(2, 3, 2), bias="yes"), TypeError, r"bias must be True or False"),
     (dict(sizes=(2, 3, 2), seed=-1), ValueError, r"seed must be None or an integer in \[0, 2\*\*32\)"),
     (dict(sizes=(2, 3, 2), seed="abc"), ValueError, r"seed must be None or an integer"),
+    (dict(sizes=(2, 3, 2), activation="gelu"), ValueError,
+     r"activation must be one of \['identity', 'relu', 'sigmoid', 'tanh'\], got 'gelu'"),
+    (dict(sizes=(2, 3, 4, 2), activation=["relu"]), ValueError,
+     r"activation must have one name per hidden layer \(2 for sizes \(2, 3, 4, 2\)\), got 1"),
+    (dict(sizes=(2, 3, 4, 2), activation=["relu", "swish"]), ValueError, r"activation\[1\] must be one of"),
+    (dict(sizes=(2, 3, 2), activation=3), TypeError, r"activation must be a name or a sequence of names"),
+    (dict(sizes=(2, 3, 2), output="tanh"), ValueError,
+     r"output must be one of \['identity', 'sigmoid', 'softmax'\], got 'tanh'"),
+    (dict(sizes=(2, 3, 2), loss="hinge"), ValueError, r"loss must be one of \['cross_entropy', 'mse'\]"),
+    (dict(sizes=(2, 3, 2), output="identity", loss="cross_entropy"), ValueError,
+     r"loss='cross_entropy' needs output='sigmoid' or 'softmax', got output='identity'"),
+    (dict(sizes=(2, 3, 1), output="softmax"), ValueError, r"output='softmax' needs at least 2 outputs"),
+    (dict(sizes=(2, 3, 2), init="xavier"), ValueError, r"init must be one of \['article', 'glorot', 'he'\]"),
 ])
 def test_bad_constructor_arguments(kwargs, error, message):
     with pytest.raises(error, match=message):
@@ -96,3 +109,20 @@ def test_one_hot_and_xor_arguments():
         fastmlp.one_hot([0], 0)
     with pytest.raises(ValueError, match="n must be >= 1"):
         fastmlp.datasets.xor(n=0)
+
+
+def test_targets_that_do_not_fit_the_output():
+    X = np.random.default_rng(0).normal(size=(6, 2))
+    regressor = fastmlp.MLP((2, 4, 2), output="identity")
+    with pytest.raises(ValueError, match=r"y must be targets of shape \(N,\) or \(N, 2\), got shape \(6,\)"):
+        regressor.fit(X, np.zeros(6), lr=0.1, steps=1, progress=False)
+    with pytest.raises(ValueError, match=r"y must have shape \(N, 2\), got \(6, 3\)"):
+        regressor.score(X, np.zeros((6, 3)))
+    with pytest.raises(ValueError, match=r"y must be finite"):
+        regressor.fit(X, np.full((6, 2), np.nan), lr=0.1, steps=1, progress=False)
+    binary = fastmlp.MLP((2, 4, 1))
+    with pytest.raises(ValueError, match=r"y must hold labels in \[0, 2\)"):
+        binary.fit(X, [0, 1, 2, 0, 1, 0], lr=0.1, steps=1, progress=False)
+    with pytest.raises(ValueError, match=r"eval_set y must hold labels in \[0, 3\)"):
+        fastmlp.MLP((2, 4, 3)).fit(X, [0, 1, 2, 0, 1, 0], lr=0.1, steps=1, progress=False,
+                                   eval_set=(X, [0, 1, 5, 0, 1, 0]))

@@ -105,8 +105,6 @@ def loss_and_gradients_into(spec, theta, X, Y, reg, penalty, grad, scratch):
     """The loss (float64) at theta; its gradient written into grad (flat, like theta)."""
     N = X.shape[0]
     data_loss = data_gradients_into(spec, theta, X, Y, grad, scratch)
-    if reg == 0:
-        return data_loss
     penalty_total = add_penalty(spec, theta, grad, X.dtype.type(reg / N), penalty)
     return data_loss + reg / N * penalty_total
 
