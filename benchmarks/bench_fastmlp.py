@@ -1,4 +1,7 @@
-"""forward, step and the multi-step train_loop, for each backend, dtype and shape of the grid.
+"""forward, step and the multi-step train_loop, for each backend, dtype and case of the grid.
+
+Backends: numpy (fastmlp.reference, the oracle), numba (the kernels) and minimal (a plain NumPy step,
+benchmarks/minimal_numpy.py: the yardstick of the kernels' speed on the bricks).
 
 Every numba case first runs the same inputs through the reference and fails if they disagree
 beyond the tolerances of tests/test_kernels.py; compile time is measured once per (operation,
@@ -6,58 +9,95 @@ dtype) and kept out of the timed rounds.
 """
 
 import time
+from typing import NamedTuple
 
 import numba
 import numpy as np
 import pytest
 
 import fastmlp
+import minimal_numpy
 from fastmlp import kernels, reference
+from fastmlp.architecture import Architecture
+from fastmlp.training import LoopSettings
 
-BACKENDS = {"numpy": reference, "numba": kernels}
+BACKENDS = {"numpy": reference, "numba": kernels, "minimal": minimal_numpy}
 TOL = {"float64": 1e-12, "float32": 1e-4}
 TRAIN_TOL = {"float64": 1e-9, "float32": 1e-3}   # after 1,000 steps: rounding compounds
-REFERENCE_MEMORY_LIMIT = 16e9                     # bytes of (N, H) arrays the reference may make
+REFERENCE_MEMORY_LIMIT = 16e9                     # bytes of (N, width) arrays the reference may make
 TRAIN_STEPS = 1000
 
-ARTICLE = [(300, 2, 3, 2), (300, 2, 50, 2)]
-XOR_LIKE = [(n, 2, h, 2) for n in (1_000, 10_000, 100_000) for h in (16, 128, 512, 2048)]
-WIDE = [(4096, 784, 1024, 10)]
+
+class Case(NamedTuple):
+    """A benchmark case: a batch of N rows through a network."""
+
+    N: int
+    sizes: tuple
+    activation: str = "sigmoid"
+    output: str = "sigmoid"
+    loss: str = "mse"
+
+    @property
+    def arch(self):
+        return Architecture(self.sizes, (self.activation,) * (len(self.sizes) - 2), self.output, self.loss, True)
+
+    @property
+    def id(self):
+        return "x".join(map(str, (self.N, *self.sizes))) + (
+            "" if self.activation == "sigmoid" and self.output == "sigmoid" and self.loss == "mse"
+            else f"-{self.activation}-{self.output}-{self.loss}")
+
+
+def article_kind(N, H):
+    return Case(N, (2, H, 2))
+
+
+CE = dict(activation="relu", output="softmax", loss="cross_entropy")
+ARTICLE = [article_kind(300, 3), article_kind(300, 50)]
+XOR_LIKE = [article_kind(n, h) for n in (1_000, 10_000, 100_000) for h in (16, 128, 512, 2048)]
+WIDE = [Case(4096, (784, 1024, 10))]
+BRICKS = [Case(32, (64, 128, 10), **CE), Case(128, (64, 128, 10), **CE), Case(32, (31, 128, 10)),
+          Case(1024, (20, 64, 64, 64, 1), activation="relu", output="identity"),
+          Case(256, (784, 256, 128, 10), **CE), Case(4096, (784, 512, 512, 10), **CE)]
 GRIDS = {
-    "small": [(300, 2, 3, 2), (1000, 2, 16, 2), (2000, 40, 20, 3)],
-    "default": ARTICLE + XOR_LIKE + WIDE,
-    "full": ARTICLE + XOR_LIKE + WIDE + [(n, 2, 4096, 2) for n in (10_000, 100_000)]
-    + [(1_000_000, 2, 1024, 2)],
+    "small": [article_kind(300, 3), article_kind(1000, 16), Case(2000, (40, 20, 3)), Case(32, (64, 128, 10), **CE),
+              Case(64, (5, 16, 16, 1), activation="tanh", output="identity")],
+    "default": ARTICLE + XOR_LIKE + WIDE + BRICKS,
+    "full": ARTICLE + XOR_LIKE + WIDE + BRICKS + [article_kind(n, 4096) for n in (10_000, 100_000)]
+    + [article_kind(1_000_000, 1024)],
 }
-TRAIN_SHAPES = {"small": [(50, 2, 10, 2)], "default": [(50, 2, h, 2) for h in (3, 10, 50)]}
+TRAIN_SHAPES = {"small": [Case(50, (2, 10, 2))], "default": [Case(50, (2, h, 2)) for h in (3, 10, 50)]
+                + [Case(32, (64, 128, 10), **CE)]}
 TRAIN_SHAPES["full"] = TRAIN_SHAPES["default"]
 
 
 def pytest_generate_tests(metafunc):
     grid = metafunc.config.getoption("--fastmlp-grid") or (
         "small" if metafunc.config.getoption("benchmark_disable", False) else "default")
-    if "shape" in metafunc.fixturenames:
-        shapes = TRAIN_SHAPES[grid] if metafunc.function.__name__ == "test_train_loop" else GRIDS[grid]
-        metafunc.parametrize("shape", shapes, ids=["x".join(map(str, s)) for s in shapes])
+    if "case" in metafunc.fixturenames:
+        cases = TRAIN_SHAPES[grid] if metafunc.function.__name__ == "test_train_loop" else GRIDS[grid]
+        metafunc.parametrize("case", cases, ids=[c.id for c in cases])
     if "backend" in metafunc.fixturenames:
-        metafunc.parametrize("backend", list(BACKENDS))
+        backends = list(BACKENDS) if metafunc.function.__name__ != "test_train_loop" else ["numpy", "numba"]
+        metafunc.parametrize("backend", backends)
     if "dtype" in metafunc.fixturenames:
         metafunc.parametrize("dtype", ["float64", "float32"])
 
 
-def make_case(shape, dtype, seed=0):
-    N, D, H, O = shape
+def make_case(case, dtype, seed=0):
+    """X, one-hot Y (or values for identity outputs) and theta drawn as glorot-like uniform weights."""
+    arch = case.arch
     rng = np.random.default_rng(seed)
-    X = rng.normal(size=(N, D)).astype(dtype)
-    Y = fastmlp.one_hot(rng.integers(0, O, N), O).astype(dtype)
-    params = [(rng.uniform(-1, 1, size=s) / np.sqrt(s[0] if len(s) == 2 else 1)).astype(dtype)
-              for s in [(D, H), (H,), (H, O), (O,)]]
-    return X, Y, params
+    X = rng.normal(size=(case.N, arch.sizes[0])).astype(dtype)
+    O = arch.sizes[-1]
+    Y = rng.normal(size=(case.N, O)) if arch.output == "identity" else fastmlp.one_hot(rng.integers(0, O, case.N), O)
+    theta = np.concatenate([rng.uniform(-1, 1, a * b) / np.sqrt(a) for a, b in zip(arch.sizes[:-1], arch.sizes[1:])]
+                           + [rng.uniform(-0.1, 0.1, b) for b in arch.sizes[1:]])
+    return X, Y.astype(dtype), theta.astype(dtype)
 
 
-def reference_fits(shape, dtype):
-    N, _, H, _ = shape
-    return 6 * N * H * np.dtype(dtype).itemsize <= REFERENCE_MEMORY_LIMIT
+def reference_fits(case, dtype):
+    return 6 * case.N * sum(case.sizes[1:]) * np.dtype(dtype).itemsize <= REFERENCE_MEMORY_LIMIT
 
 
 def errors(got, want):
@@ -67,12 +107,14 @@ def errors(got, want):
     return abs_err, abs_err / max(scale, 1e-300)
 
 
-def describe(benchmark, operation, backend, dtype, shape, **extra):
-    N, D, H, O = shape
-    benchmark.group = f"{operation} {dtype} {'x'.join(map(str, shape))}"
+def describe(benchmark, operation, backend, dtype, case, **extra):
+    sizes = case.sizes
+    benchmark.group = f"{operation} {dtype} {case.id}"
     benchmark.extra_info.update(
-        operation=operation, backend=backend, dtype=dtype, n_samples=N, n_inputs=D, n_hidden=H,
-        n_outputs=O, threads=numba.get_num_threads() if backend == "numba" else 1,
+        operation=operation, backend=backend, dtype=dtype, n_samples=case.N, n_inputs=sizes[0],
+        n_hidden=sizes[1] if len(sizes) > 2 else 0, n_outputs=sizes[-1], sizes="-".join(map(str, sizes)),
+        activation=case.activation if len(sizes) > 2 else "", output=case.output, loss=case.loss,
+        flops=step_flops(case) if operation == "step" else None, threads=numba.get_num_threads() if backend == "numba" else 1,
         numpy_version=np.__version__, numba_version=numba.__version__, blas=blas_kernel(), **extra)
 
 
@@ -88,7 +130,8 @@ def blas_kernel():
 def first_call_seconds(compile_seconds, key, fn):
     """Run fn once; the first time per key, record how long it took (JIT compile or cache load)."""
     start = time.perf_counter()
-    fn()
+    if fn is not None:
+        fn()
     compile_seconds.setdefault(key, time.perf_counter() - start)
     return compile_seconds[key]
 
@@ -99,59 +142,81 @@ def check(benchmark, got, want, tol):
     assert rel_err <= tol, f"numba disagrees with the reference: max relative error {rel_err:.3g} > {tol:g}"
 
 
-def prepare(benchmark, operation, backend, dtype, shape, compile_seconds, first_call):
+def step_flops(case):
+    """The useful floating-point work of one step: 2 N a b per product, three products per layer
+    (forward, weight gradient, input gradient; two for the first layer), elementwise work not counted."""
+    products = [(a, b) for a, b in zip(case.sizes[:-1], case.sizes[1:])]
+    return sum(2 * case.N * a * b * (2 if l == 0 else 3) for l, (a, b) in enumerate(products))
+
+
+def prepare(benchmark, operation, backend, dtype, case, compile_seconds, first_call):
     """Describe the case; for numba, time the first call once (compile) and return its seconds."""
-    if backend == "numpy" and not reference_fits(shape, dtype):
-        pytest.skip(f"the reference would need over {REFERENCE_MEMORY_LIMIT / 1e9:.0f} GB for {shape}")
+    if backend != "numba" and not reference_fits(case, dtype):
+        pytest.skip(f"NumPy would need over {REFERENCE_MEMORY_LIMIT / 1e9:.0f} GB for {case.id}")
     compile_s = None
     if backend == "numba":
-        compile_s = first_call_seconds(compile_seconds, (operation, dtype, shape[1] >= kernels.BLAS_MIN_INPUTS),
-                                       first_call)
-    describe(benchmark, operation, backend, dtype, shape, compile_s=compile_s)
+        compile_s = first_call_seconds(compile_seconds, (operation, dtype, kernels.is_fused(case.arch)), first_call)
+    describe(benchmark, operation, backend, dtype, case, compile_s=compile_s)
 
 
-def test_forward(benchmark, backend, dtype, shape, compile_seconds):
-    X, _, params = make_case(shape, dtype)
+def public_step(net, X, Y):
+    """A step through the public MLP.step (arguments checked), as users call it."""
+    return net.step(X, Y, 1e-3, 1e-3, "l2")
+
+
+def test_forward(benchmark, backend, dtype, case, compile_seconds):
+    X, _, theta = make_case(case, dtype)
+    impl, arch = BACKENDS[backend], case.arch
+    prepare(benchmark, "forward", backend, dtype, case, compile_seconds, lambda: impl.forward(arch, theta, X[:3]))
+    out = benchmark(impl.forward, arch, theta, X)
+    if backend == "numba" and reference_fits(case, dtype):
+        check(benchmark, [out], [reference.forward(arch, theta, X)], TOL[dtype])
+
+
+def test_step(benchmark, backend, dtype, case, compile_seconds):
+    """One step through the public MLP.step for the backends (arguments checked, as users call it),
+    the minimal NumPy step called directly."""
+    X, Y, theta = make_case(case, dtype)
+    arch = case.arch
+    if backend == "minimal":
+        prepare(benchmark, "step", backend, dtype, case, compile_seconds, None)
+        benchmark(minimal_numpy.step, arch, theta, X, Y, 1e-3, 1e-3, "l2")
+        return
+    net = fastmlp.MLP(case.sizes, backend=backend, dtype=dtype, activation=arch.activations or "sigmoid",
+                      output=arch.output, loss=arch.loss)
+    net._theta[...] = theta
+    prepare(benchmark, "step", backend, dtype, case, compile_seconds, lambda: net.loss_and_gradients(X[:3], Y[:3]))
+    if backend == "numba" and reference_fits(case, dtype):
+        loss_k, grad_k = kernels.loss_and_gradients(arch, theta, X, Y, 1e-3, "l2")
+        loss_r, grad_r = reference.loss_and_gradients(arch, theta, X, Y, 1e-3, "l2")
+        check(benchmark, [np.array(loss_k), grad_k], [np.array(loss_r), grad_r], TOL[dtype])
+    benchmark(public_step, net, X, Y)
+
+
+def run_train_loop(impl, arch, X, Y, y, theta, batch):
+    curves = tuple(np.full(TRAIN_STEPS, np.nan) for _ in range(5))
+    empty = (X[:0], Y[:0], y[:0])
+    settings = LoopSettings(batch, np.full(TRAIN_STEPS, 0.05), 1e-6, "l2", 0.0, TRAIN_STEPS, 0, False)
+    impl.train_loop(arch, theta, ((X, Y), (X, Y, y), empty), settings, curves)
+
+
+def test_train_loop(benchmark, backend, dtype, case, compile_seconds):
+    """1,000 steps on a fixed batch of case.N rows (the article's: the first 50 XOR points), no
+    evaluation between them."""
+    arch = case.arch
+    if arch.sizes[0] == 2:
+        X, y = fastmlp.datasets.xor(300)
+        X, Y, _ = X[:case.N].astype(dtype), fastmlp.one_hot(y, 2)[:case.N].astype(dtype), None
+        theta = make_case(case, dtype)[2]
+    else:
+        X, Y, theta = make_case(case, dtype)
+    y = np.argmax(Y, axis=1)
     impl = BACKENDS[backend]
-    prepare(benchmark, "forward", backend, dtype, shape, compile_seconds, lambda: impl.forward(X[:3], *params))
-    h2 = benchmark(impl.forward, X, *params)
-    if backend == "numba" and reference_fits(shape, dtype):
-        check(benchmark, [h2], [reference.forward(X, *params)], TOL[dtype])
-
-
-def test_step(benchmark, backend, dtype, shape, compile_seconds):
-    X, Y, params = make_case(shape, dtype)
-    impl = BACKENDS[backend]
-    prepare(benchmark, "step", backend, dtype, shape, compile_seconds,
-            lambda: impl.step(X[:3], Y[:3], *[p.copy() for p in params], 1e-3))
-    if backend == "numba" and reference_fits(shape, dtype):
-        loss_k, grads_k = kernels.loss_and_gradients(X, Y, *params, 1e-3, "l2")
-        loss_r, grads_r = reference.loss_and_gradients(X, Y, *params, 1e-3, "l2")
-        check(benchmark, [np.array(loss_k), *grads_k], [np.array(loss_r), *grads_r], TOL[dtype])
-    benchmark(impl.step, X, Y, *params, 1e-3, 1e-3, "l2", True)
-
-
-def run_train_loop(impl, X, Y, y, params, batch):
-    curves = [np.full(TRAIN_STEPS, np.nan) for _ in range(5)]
-    empty = X[:0]
-    impl.train_loop(X, Y, batch, np.full(TRAIN_STEPS, 0.05), 1e-6, "l2", 0.0, True, *params,
-                    X, y, empty, Y[:0], y[:0], TRAIN_STEPS, 0, False, *curves)
-
-
-def test_train_loop(benchmark, backend, dtype, shape, compile_seconds):
-    """1,000 steps on the article's fixed batch (shape[0] = 50 rows), no evaluation between them."""
-    batch, D, H, O = shape
-    X, y = fastmlp.datasets.xor(300)
-    X = X.astype(dtype)
-    Y = fastmlp.one_hot(y, 2).astype(dtype)
-    Xb, Yb, yb = X[:batch], Y[:batch], y[:batch]
-    _, _, params = make_case((300, D, H, O), dtype)
-    impl = BACKENDS[backend]
-    prepare(benchmark, "train_loop", backend, dtype, shape, compile_seconds,
-            lambda: run_train_loop(impl, Xb, Yb, yb, [p.copy() for p in params], batch))
+    prepare(benchmark, "train_loop", backend, dtype, case, compile_seconds,
+            lambda: run_train_loop(impl, arch, X, Y, y, theta.copy(), case.N))
     if backend == "numba":
-        got, want = [p.copy() for p in params], [p.copy() for p in params]
-        run_train_loop(kernels, Xb, Yb, yb, got, batch)
-        run_train_loop(reference, Xb, Yb, yb, want, batch)
-        check(benchmark, got, want, TRAIN_TOL[dtype])
-    benchmark.pedantic(run_train_loop, args=(impl, Xb, Yb, yb, params, batch), rounds=5, iterations=1)
+        got, want = theta.copy(), theta.copy()
+        run_train_loop(kernels, arch, X, Y, y, got, case.N)
+        run_train_loop(reference, arch, X, Y, y, want, case.N)
+        check(benchmark, [got], [want], TRAIN_TOL[dtype])
+    benchmark.pedantic(run_train_loop, args=(impl, arch, X, Y, y, theta, case.N), rounds=5, iterations=1)

@@ -14,23 +14,25 @@ import numpy as np
 import pytest
 
 import fastmlp
-from bench_fastmlp import describe
+from bench_fastmlp import Case, describe
 
 FIRST_STEP = r"""
 import json, sys, time
 t0 = time.perf_counter()
 import numpy as np
 from fastmlp import kernels
+from fastmlp.architecture import Architecture
 import_s = time.perf_counter() - t0
 N, D, H, O = map(int, sys.argv[1:5])
 dtype, warm_small_first = sys.argv[5], sys.argv[6] == "1"
+arch = Architecture((D, H, O), ("sigmoid",), "sigmoid", "mse", True)
 rng = np.random.default_rng(0)
 X = rng.normal(size=(N, D)).astype(dtype)
 Y = np.zeros((N, O), dtype)
 Y[np.arange(N), rng.integers(0, O, N)] = 1
-params = [(rng.uniform(-1, 1, s) / np.sqrt(s[0])).astype(dtype) for s in [(D, H), (H,), (H, O), (O,)]]
+theta = (rng.uniform(-1, 1, arch.n_parameters) / np.sqrt(D)).astype(dtype)
 if warm_small_first:
-    kernels.step(X[:3], Y[:3], *[p.copy() for p in params], 1e-3)
+    kernels.step(arch, theta.copy(), X[:3], Y[:3], 1e-3)
 def status_kb(field):   # this process's own memory (ru_maxrss would count the parent's, via exec)
     for line in open("/proc/self/status"):
         if line.startswith(field + ":"):
@@ -41,7 +43,7 @@ except OSError:
     pass
 rss_before = status_kb("VmRSS")
 t1 = time.perf_counter()
-kernels.step(X, Y, *params, 1e-3)
+kernels.step(arch, theta, X, Y, 1e-3)
 first_step_s = time.perf_counter() - t1
 growth_mb = max(0, status_kb("VmHWM") - rss_before) / 1024
 print(json.dumps(dict(import_s=import_s, first_step_s=first_step_s, peak_rss_growth_mb=growth_mb)))
@@ -75,7 +77,7 @@ def test_first_step_after_import(benchmark, request, cache, cache_dir):
         run_script((300, 2, 3, 2), "float64", False, env)       # fill the cache
     result = benchmark.pedantic(run_script, args=((300, 2, 3, 2), "float64", False, env),
                                 setup=(lambda: _empty(cache_dir)) if cache == "cold" else None, rounds=3)
-    describe(benchmark, f"first_step_{cache}_cache", "numba", "float64", (300, 2, 3, 2), **result)
+    describe(benchmark, f"first_step_{cache}_cache", "numba", "float64", Case(300, (2, 3, 2)), **result)
     if cache == "warm":
         assert result["first_step_s"] < 0.5, "a warm cache should start stepping within 0.5 s"
 
@@ -92,7 +94,7 @@ def test_peak_memory_of_a_million_row_step(benchmark, request):
     _skip_if_disabled(request.config)
     shape = (1_000_000, 2, 1024, 2)
     result = benchmark.pedantic(run_script, args=(shape, "float64", True), rounds=1)
-    describe(benchmark, "step_peak_memory", "numba", "float64", shape, **result)
+    describe(benchmark, "step_peak_memory", "numba", "float64", Case(shape[0], shape[1:]), **result)
     assert result["peak_rss_growth_mb"] < 100
 
 
@@ -115,7 +117,7 @@ def test_article_run(benchmark, request, backend, steps):
 
     history = benchmark.pedantic(run, rounds=1 if backend == "numpy" else 3)
     name = "article_run_1M_steps" if steps == 1_000_000 else "article_run_100k_steps"
-    describe(benchmark, name, backend, "float64", (50, 2, 10, 2))
+    describe(benchmark, name, backend, "float64", Case(50, (2, 10, 2)))
     assert len(history.frame) == steps
     if steps == 1_000_000:
         assert benchmark.stats.stats.median < ARTICLE_RUN_FLOOR_S

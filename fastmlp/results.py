@@ -9,9 +9,11 @@ import pandas as pd
 
 from .files import atomic_path, write_csv
 
-KEY = ["operation", "backend", "dtype", "n_samples", "n_inputs", "n_hidden", "n_outputs", "threads"]
-COLUMNS = KEY + [
+KEY = ["operation", "backend", "dtype", "n_samples", "sizes", "activation", "output", "loss", "threads"]
+ARCHITECTURE = ["n_inputs", "n_hidden", "n_outputs"]      # sizes' first three numbers, for filtering
+COLUMNS = KEY + ARCHITECTURE + [
     "rounds", "min_s", "median_s", "mean_s", "stddev_s", "iqr_s", "speedup_vs_reference",
+    "speedup_vs_minimal", "gflops",
     "max_abs_err", "max_rel_err", "compile_s", "first_step_s", "import_s", "peak_rss_growth_mb", "cpu", "blas", "numpy_version", "numba_version",
     "commit", "timestamp",
 ]
@@ -28,8 +30,9 @@ def rows_from_benchmark_json(output_json):
         info, stats = bench.get("extra_info", {}), bench["stats"]
         if "operation" not in info:
             continue
-        row = {k: info.get(k) for k in KEY}
-        row.update(
+        row = {k: info.get(k) for k in KEY + ARCHITECTURE}
+        flops = info.get("flops")
+        row.update(gflops=flops / stats["median"] / 1e9 if flops else None,
             rounds=stats["rounds"], min_s=stats["min"], median_s=stats["median"], mean_s=stats["mean"],
             stddev_s=stats["stddev"], iqr_s=stats["iqr"], max_abs_err=info.get("max_abs_err"),
             max_rel_err=info.get("max_rel_err"), compile_s=info.get("compile_s"),
@@ -41,18 +44,21 @@ def rows_from_benchmark_json(output_json):
             timestamp=stamp,
         )
         rows.append(row)
-    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame = _with_architecture(pd.DataFrame(rows, columns=COLUMNS))
     return add_speedups(frame)
 
 
 def add_speedups(frame):
-    """speedup_vs_reference = the reference's median / this row's median, for the same case."""
+    """speedup_vs_reference (vs_minimal) = the median of the reference (of the minimal NumPy step) /
+    this row's median, for the same case."""
     case = [k for k in KEY if k not in ("backend", "threads")]
-    reference = frame[frame["backend"] == "numpy"].set_index(case)["median_s"]
-    reference = reference[~reference.index.duplicated(keep="last")]
-    keys = pd.MultiIndex.from_frame(frame[case])
+    keys = pd.MultiIndex.from_frame(frame[case].astype(str))
     frame = frame.copy()
-    frame["speedup_vs_reference"] = reference.reindex(keys).to_numpy() / frame["median_s"].to_numpy()
+    for backend, column in (("numpy", "speedup_vs_reference"), ("minimal", "speedup_vs_minimal")):
+        rows = frame[frame["backend"] == backend]
+        base = pd.Series(rows["median_s"].to_numpy(), index=pd.MultiIndex.from_frame(rows[case].astype(str)))
+        base = base[~base.index.duplicated(keep="last")]
+        frame[column] = base.reindex(keys).to_numpy() / frame["median_s"].to_numpy()
     return frame
 
 
@@ -62,7 +68,7 @@ def merge_results(new, path):
         old = pd.read_csv(path)
     except FileNotFoundError:
         old = pd.DataFrame(columns=COLUMNS)
-    old = old.reindex(columns=COLUMNS)
+    old = _with_architecture(old.reindex(columns=COLUMNS))
     if len(old):
         replaced = pd.MultiIndex.from_frame(old[KEY].astype(str)).isin(
             pd.MultiIndex.from_frame(new[KEY].astype(str)))
@@ -71,6 +77,18 @@ def merge_results(new, path):
     merged = merged.sort_values(KEY, kind="stable").reset_index(drop=True)
     write_csv(merged[COLUMNS], path)
     return merged
+
+
+def _with_architecture(frame):
+    """Rows written before the bricks (one sigmoid hidden layer, sigmoid outputs, mse) get their
+    architecture columns."""
+    missing = frame["sizes"].isna() & frame["n_inputs"].notna()
+    if missing.any():
+        frame = frame.astype({k: object for k in ("sizes", "activation", "output", "loss")})
+        frame.loc[missing, "sizes"] = [f"{int(d)}-{int(h)}-{int(o)}" for d, h, o in
+                                       frame.loc[missing, ARCHITECTURE].to_numpy()]
+        frame.loc[missing, ["activation", "output", "loss"]] = ["sigmoid", "sigmoid", "mse"]
+    return frame
 
 
 PLOTTED_OPERATIONS = ["forward", "step", "train_loop"]
@@ -116,7 +134,10 @@ def speedup_plot(frame, path):
 
 def regression_table(new, baseline):
     """This run's median against the baseline's, per case: ratio > 1 means slower now."""
-    joined = new.merge(baseline[KEY + ["median_s"]], on=KEY, how="left", suffixes=("", "_before"))
+    baseline = _with_architecture(baseline.reindex(columns=COLUMNS))
+    key = [k for k in KEY if k != "threads"]
+    joined = new.astype({k: str for k in key}).merge(baseline[key + ["median_s"]].astype({k: str for k in key}),
+                                                     on=key, how="left", suffixes=("", "_before"))
     joined["ratio_to_before"] = joined["median_s"] / joined["median_s_before"]
-    columns = KEY[:7] + ["median_s_before", "median_s", "ratio_to_before"]
-    return joined[columns].sort_values(KEY[:7]).reset_index(drop=True)
+    columns = key + ["median_s_before", "median_s", "ratio_to_before"]
+    return joined[columns].sort_values(key).reset_index(drop=True)
