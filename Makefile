@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.fastmlp-installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean clean-cache
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "fastmlp needs Python 3.11 or newer, found " + sys.version.split()[0])'
@@ -22,5 +22,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pytest benchmarks --benchmark-only
 
-clean:
+# Numba invalidates a cached kernel when its own file changes, not when a kernel it calls (in another
+# module of fastmlp/kernels/) does: after editing the kernels, drop the cache.
+clean-cache:
+	find fastmlp -name '*.nbi' -delete -o -name '*.nbc' -delete
+
+clean: clean-cache
 	rm -rf $(VENV) .pytest_cache .benchmarks runs
