@@ -130,8 +130,7 @@ def blas_kernel():
 def first_call_seconds(compile_seconds, key, fn):
     """Run fn once; the first time per key, record how long it took (JIT compile or cache load)."""
     start = time.perf_counter()
-    if fn is not None:
-        fn()
+    fn()
     compile_seconds.setdefault(key, time.perf_counter() - start)
     return compile_seconds[key]
 

@@ -46,10 +46,8 @@ def step(arch, theta, X, Y, lr, reg=0.0, penalty="l2"):
     weights, biases, hs = _forward(arch, theta, X)
     N = len(X)
     out = hs[-1]
-    if arch.loss == "cross_entropy":
-        delta = (out - Y) / N
-    else:
-        delta = (out - Y) / N
+    delta = (out - Y) / N                   # cross-entropy: dLoss/dz; mse: dLoss/dout
+    if arch.loss == "mse":
         if arch.output == "sigmoid":
             delta *= out * (1 - out)
         elif arch.output == "softmax":

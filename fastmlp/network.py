@@ -3,7 +3,6 @@
 import numpy as np
 
 from . import reference, training
-from .architecture import Architecture
 from .backends import BACKENDS, get_backend
 from .files import atomic_path
 from .reference import PENALTIES

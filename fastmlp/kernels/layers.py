@@ -59,10 +59,9 @@ def layers_scratch(sizes, rows, dtype):
     """A chunk's scratch for batches of up to `rows` rows: (acts, delta_a, delta_b, scalars): every
     layer's activations (block x sum of widths), two delta buffers (block x the widest layer) and
     gemm's [alpha, beta]. rows 0: empty."""
-    width_total = 0
+    width_total = scratch_width_total(sizes)
     width_max = 0
     for l in range(1, sizes.size):
-        width_total += sizes[l]
         width_max = max(width_max, sizes[l])
     block = layers_plan(rows, width_total)[0] if rows > 0 else 0
     return (aligned_empty((block * width_total,), dtype), aligned_empty((block * width_max,), dtype),
@@ -222,6 +221,7 @@ def gradients_into(spec, theta, X, Y, grad, scratch):
 
 @nb.njit(inline="always", **STRICT)
 def scratch_width_total(sizes):
+    """The sum of the layer widths sizes[1:] (a chunk's activations per row)."""
     total = 0
     for l in range(1, sizes.size):
         total += sizes[l]
