@@ -19,7 +19,7 @@ import fastmlp
 import minimal_numpy
 from fastmlp import kernels, reference
 from fastmlp.architecture import Architecture
-from fastmlp.training import LoopSettings
+from fastmlp.loop import LoopSettings
 
 BACKENDS = {"numpy": reference, "numba": kernels, "minimal": minimal_numpy}
 TOL = {"float64": 1e-12, "float32": 1e-4}

@@ -192,27 +192,38 @@ class MLP:
         reg, penalty = _check_reg(reg, penalty)
         return self._backend.step(self._arch, self._theta, X, Y, lr, reg, penalty)
 
-    def fit(self, X, y, *, lr, steps, batch_size=None, shuffle=False, reg=0.0, penalty="l2",
-            schedule="constant", decay=1e-3, clip_norm=None, eval_every=100, eval_set=None,
+    def fit(self, X, y, *, lr, steps=None, epochs=None, batch_size=None, shuffle=False, optimizer="sgd",
+            reg=0.0, penalty="l2", schedule="constant", decay=1e-3, clip_norm=None, eval_every=None,
+            eval_set=None, early_stopping=False, monitor="val_loss", patience=10, tol=1e-4,
             snapshot_every=None, seed=None, progress=True, on_divergence="raise"):
-        """Train by gradient descent; returns a History (`history.frame`).
+        """Train in place; returns a History (`history.frame`).
 
         y: integer labels for classification outputs (one sigmoid output: 0/1), float targets (N,)
-        or (N, O) for identity. batch_size: None for full batch. shuffle=False trains every step on
-        the first batch_size samples (the article's run); True deals a fresh permutation each epoch
-        (seeded by `seed`). reg, penalty: the loss's regularisation ("l2" or "l1"). schedule:
-        "constant", "inverse" (lr / (1 + decay t)) or "exponential" (lr exp(-decay t)), t the 0-based
-        step. clip_norm: clip the gradient's global norm. eval_every: record a row every this many
-        steps (and the last): loss (the step's pre-update batch loss), the score on all of X, y after
-        the update ("accuracy", or "r2" for identity outputs), lr, grad_norm, and val_loss / val_<score>
-        on eval_set=(X_val, y_val). snapshot_every: keep a copy of the parameters this often (for
-        animations). on_divergence: "raise" a DivergenceError or "stop" with a warning and return the
-        history so far.
+        or (N, O) for identity. Give `steps` or `epochs`. batch_size: None for full batch. With
+        `epochs`, every epoch walks all samples in batches (the last one smaller if batch_size does not
+        divide N); with `steps` and shuffle=False every step trains on the first batch_size samples (the
+        article's run). shuffle=True deals a fresh permutation each epoch (seeded by `seed`, drawn up
+        front: the compiled loop runs whole epochs). optimizer: "sgd", "momentum", "nesterov"
+        (momentum 0.9), "adam" (beta_1 0.9, beta_2 0.999, epsilon 1e-8), or a fastmlp.optimizers object
+        (fastmlp.Adam(beta_1=...), ...); updates as scikit-learn's MLP optimizers make them. lr: the
+        (initial) rate. reg, penalty: the loss's regularisation ("l2" or "l1"). schedule: "constant",
+        "inverse" (lr / (1 + decay t)) or "exponential" (lr exp(-decay t)), t the 0-based step.
+        clip_norm: clip the gradient's global norm. eval_every: record a row every this many steps
+        (default 100, or once per epoch with `epochs`; and after the last step): loss (the step's
+        pre-update batch loss), the score on all of X, y after the update ("accuracy", or "r2" for
+        identity outputs), lr, grad_norm, and val_loss / val_<score> on eval_set=(X_val, y_val).
+        early_stopping: stop when `monitor` ("val_loss", "val_score" on eval_set, or "loss", the
+        training loss averaged since the last evaluation) has not improved by more than tol for
+        `patience` evaluations in a row, and restore the parameters of the best evaluation; the History
+        says where and why (stopped_at, stop_reason, best_step). snapshot_every: keep a copy of the
+        parameters this often (for animations). on_divergence: "raise" a DivergenceError or "stop" with
+        a warning and return the history so far.
         """
         return training.fit(
-            self, X, y, lr=lr, steps=steps, batch_size=batch_size, shuffle=shuffle, reg=reg,
-            penalty=penalty, schedule=schedule, decay=decay, clip_norm=clip_norm,
-            eval_every=eval_every, eval_set=eval_set, snapshot_every=snapshot_every, seed=seed,
+            self, X, y, lr=lr, steps=steps, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+            optimizer=optimizer, reg=reg, penalty=penalty, schedule=schedule, decay=decay,
+            clip_norm=clip_norm, eval_every=eval_every, eval_set=eval_set, early_stopping=early_stopping,
+            monitor=monitor, patience=patience, tol=tol, snapshot_every=snapshot_every, seed=seed,
             progress=progress, on_divergence=on_divergence)
 
     def save(self, path):

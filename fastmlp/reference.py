@@ -26,6 +26,8 @@ way. Every function computes in the dtype of its inputs: float32 in, float32 out
 
 import numpy as np
 
+from .loop import BAD_COUNT, BEST, BEST_STEP, LR_SCALE, STOPPED_AT
+
 # -- activations: f(z), and f'(z) written through h = f(z) -------------------------------------------
 
 
@@ -283,52 +285,89 @@ def r2(Y, h):
 
 
 def score_from_output(arch, h, Y, y):
-    """Accuracy against labels y for classification outputs, R^2 against targets Y for identity."""
-    if arch.is_classifier():
-        return float(np.mean(predict_from_output(arch, h) == y))
-    return r2(Y, h)
+    """Accuracy against labels y for classification outputs (with no labels, multilabel targets Y:
+    the fraction of rows whose every output is on the right side of 0.5), R^2 against targets Y for
+    identity."""
+    if not arch.is_classifier():
+        return r2(Y, h)
+    if len(y) == 0:
+        return float(np.mean(np.all((h > 0.5) == (Y > 0.5), axis=1)))
+    return float(np.mean(predict_from_output(arch, h) == y))
 
 
 # -- many steps: the training loop ----------------------------------------------------------------------------
 
 
 def train_loop(arch, theta, data, settings, curves):
-    """Run len(settings.lrs) gradient-descent steps on theta in place; returns how many finished
-    (fewer on divergence).
+    """Run len(settings.lrs) training steps on theta in place; returns how many finished (fewer on
+    divergence or when the stopping rule stops the run).
 
     data: (Xb, Yb) the training rows, (Xe, Ye, ye) the evaluation set, (Xv, Yv, yv) the validation set
-    (it may have 0 rows); y are labels (classification) and Y the targets the loss compares with.
-    settings: fastmlp.training.LoopSettings. Step t trains on rows [start, start + batch_size) of Xb,
-    start = (t * batch_size) % len(Xb) (clipped at the end of Xb), at rate lrs[t]; the gradient's
-    global norm is clipped to clip_norm when clip_norm > 0. curves: (losses, grad_norms, scores,
-    val_losses, val_scores), float64 (steps,): the pre-update loss and gradient norm of step t (a
-    non-finite one stops the loop before the update) and, after the update on steps where
-    (step0 + t + 1) % eval_every == 0 (and the last if eval_last), the score on the evaluation set and
-    the loss and score on the validation set.
+    (it may have 0 rows); y are labels (classification; none for multilabel targets, scored by subset
+    accuracy) and Y the targets the loss compares with. settings: fastmlp.loop.LoopSettings. Step t
+    (counted from the fit's start, step0 + t) trains on the next batch of its epoch, at rate lrs[t]
+    (times the stopping rule's rate scale), through the optimizer; the gradient's global norm is clipped
+    to clip_norm when clip_norm > 0. curves: (losses, grad_norms, scores, val_losses, val_scores),
+    float64 (steps,): the pre-update loss and gradient norm of step t (a non-finite one stops the loop
+    before the update) and, after the update on steps where (step0 + t + 1) % eval_every == 0 (and the
+    last if eval_last), the score on the evaluation set and the loss and score on the validation set;
+    then the stopping rule looks at its monitor.
     """
+    settings = settings.completed(theta, arch.n_trained)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):    # divergence is reported
         return _train_steps(arch, theta, data, settings, curves)
 
 
 def _train_steps(arch, theta, data, settings, curves):
     (Xb, Yb), (Xe, Ye, ye), (Xv, Yv, yv) = data
-    batch_size, lrs, reg, penalty, clip_norm, eval_every, step0, eval_last = settings
+    batch_size, lrs, reg, penalty, clip_norm, eval_every, step0, eval_last, optimizer, stopping, order = settings
     losses, grad_norms, scores, val_losses, val_scores = curves
     n = arch.n_trained
+    steps_per_epoch = -(-len(Xb) // batch_size)
+    first_epoch = step0 // steps_per_epoch
+    loss_sum = rows_seen = 0.0                 # since the last evaluation, for the "loss" monitor
     for t in range(len(lrs)):
-        start = (t * batch_size) % len(Xb)
-        batch = slice(start, min(start + batch_size, len(Xb)))
+        epoch, k = divmod(step0 + t, steps_per_epoch)
+        batch = np.arange(k * batch_size, min((k + 1) * batch_size, len(Xb)))
+        if len(order):
+            batch = order[epoch - first_epoch, batch]
         loss_value, gradient = loss_and_gradients(arch, theta, Xb[batch], Yb[batch], reg, penalty)
         grad_norm = np.sqrt(np.sum(gradient[:n].astype(np.float64) ** 2))
         losses[t], grad_norms[t] = loss_value, grad_norm
         if not (np.isfinite(loss_value) and np.isfinite(grad_norm)):
             return t
-        scale = clip_norm / grad_norm if 0 < clip_norm < grad_norm else 1.0
-        theta[:n] -= theta.dtype.type(lrs[t] * scale) * gradient[:n]
+        if 0 < clip_norm < grad_norm:
+            gradient *= theta.dtype.type(clip_norm / grad_norm)
+        optimizer.update(theta[:n], gradient[:n], lrs[t] * stopping.state[LR_SCALE])
+        loss_sum, rows_seen = loss_sum + loss_value * len(batch), rows_seen + len(batch)
         if (step0 + t + 1) % eval_every == 0 or (eval_last and t == len(lrs) - 1):
             scores[t] = score_from_output(arch, forward(arch, theta, Xe), Ye, ye)
             if len(Xv):
                 trace = forward_trace(arch, theta, Xv)
                 val_losses[t] = loss_from_trace(arch, theta, trace, Yv, reg, penalty)
                 val_scores[t] = score_from_output(arch, trace[f"h{arch.n_layers}"], Yv, yv)
+            monitored = {"none": 0.0, "loss": loss_sum / rows_seen, "val_loss": val_losses[t],
+                         "val_score": -val_scores[t]}[stopping.monitor]
+            if stopping.monitor != "none" and should_stop(stopping, monitored, theta, step0 + t + 1, lrs[t]):
+                return t + 1
+            loss_sum = rows_seen = 0.0
     return len(lrs)
+
+
+def should_stop(stopping, value, theta, step, lr):
+    """The stopping rule (fastmlp.loop.Stopping) at one evaluation of `value` (lower is better) after
+    1-based `step`: count it, keep the best, and say whether the run stops here."""
+    state = stopping.state
+    state[BAD_COUNT] = state[BAD_COUNT] + 1 if value > state[BEST] - stopping.tol else 0
+    if value < state[BEST]:
+        state[BEST], state[BEST_STEP] = value, step
+        if stopping.restore_best:
+            stopping.best_theta[...] = theta
+    if state[BAD_COUNT] < stopping.patience:
+        return False
+    if stopping.adaptive and lr * state[LR_SCALE] > 1e-6:
+        state[LR_SCALE] /= 5.0
+        state[BAD_COUNT] = 0
+        return False
+    state[STOPPED_AT] = step
+    return True

@@ -1,17 +1,19 @@
-"""fit: batches, learning-rate schedules, penalties, clipping, evaluation, History and divergence.
+"""fit: batches and epochs, learning-rate schedules, optimizers, penalties, clipping, evaluation,
+early stopping, History and divergence.
 
 The steps themselves run in the backend's train_loop (a Python loop in the reference, one compiled
-call in the kernels); fit only cuts the run into segments (at snapshots, epochs and every
-SEGMENT_STEPS steps, for the progress bar) and gathers what they record.
+call in the kernels), shuffled epochs included (their row orders drawn up front); fit only cuts the run
+into segments (at snapshots and every SEGMENT_STEPS steps, for the progress bar) and gathers what they
+record.
 """
 
 import math
 import warnings
-from typing import NamedTuple
-
 import numpy as np
 import pandas as pd
 
+from .loop import BEST_STEP, STOPPED_AT, LoopSettings, Stopping
+from .optimizers import get_optimizer
 from .reference import PENALTIES
 from .validation import check_int, check_option, check_scalar, check_seed
 
@@ -51,90 +53,111 @@ class DivergenceError(FloatingPointError):
         )
 
 
-class LoopSettings(NamedTuple):
-    """How a backend's train_loop runs its steps (see fastmlp.reference.train_loop)."""
-
-    batch_size: int
-    lrs: np.ndarray          # float64 (steps,): the rate of each step
-    reg: float
-    penalty: str
-    clip_norm: float         # 0: no clipping
-    eval_every: int
-    step0: int               # steps done before this call (eval_every counts from the fit's start)
-    eval_last: bool          # evaluate after the last step too
-
-
 class History:
-    """What a fit recorded: `frame` (pandas, one row per evaluation) and parameter `snapshots`."""
+    """What a fit recorded: `frame` (pandas, one row per evaluation), parameter `snapshots`, the
+    pre-update loss of every step run (`losses`), and how the run ended: `diverged_at` (the step whose
+    loss or gradient was not finite), or `stopped_at` and `stop_reason` (early stopping), with
+    `best_step`, whose parameters early stopping restored."""
 
-    def __init__(self, frame, snapshots, diverged_at=None):
+    def __init__(self, frame, snapshots, losses, diverged_at=None, stopped_at=None, stop_reason=None,
+                 best_step=None):
         self.frame = frame
         self.snapshots = snapshots          # list of (step, [parameters]) copies
+        self.losses = losses
         self.diverged_at = diverged_at
+        self.stopped_at, self.stop_reason, self.best_step = stopped_at, stop_reason, best_step
 
     def __repr__(self):
-        return f"History({len(self.frame)} evaluations, {len(self.snapshots)} snapshots)"
+        ending = (f", diverged at step {self.diverged_at}" if self.diverged_at else
+                  f", stopped at step {self.stopped_at}" if self.stopped_at else "")
+        return f"History({len(self.frame)} evaluations, {len(self.snapshots)} snapshots{ending})"
 
 
-def fit(net, X, y, *, lr, steps, batch_size=None, shuffle=False, reg=0.0, penalty="l2",
-        schedule="constant", decay=1e-3, clip_norm=None, eval_every=100, eval_set=None,
+def fit(net, X, y, *, lr, steps=None, epochs=None, batch_size=None, shuffle=False, optimizer="sgd",
+        reg=0.0, penalty="l2", schedule="constant", decay=1e-3, clip_norm=None, eval_every=None,
+        eval_set=None, early_stopping=False, monitor="val_loss", patience=10, tol=1e-4,
         snapshot_every=None, seed=None, progress=True, on_divergence="raise"):
-    """Train `net` in place by gradient descent; see MLP.fit for the arguments. Returns a History."""
+    """Train `net` in place; see MLP.fit for the arguments. Returns a History."""
     X = net._check_X(X)
     Y, labels = net._targets("y", y, len(X))
     lr = check_scalar("lr", lr, low=0.0, low_inclusive=False)
-    steps = check_int("steps", steps)
     batch_size = len(X) if batch_size is None else check_int("batch_size", batch_size)
     if batch_size > len(X):
         raise ValueError(f"batch_size must be at most the number of samples ({len(X)}), got {batch_size}")
+    steps_per_epoch = math.ceil(len(X) / batch_size)
+    if (steps is None) == (epochs is None):
+        raise ValueError(f"give exactly one of steps and epochs, got steps={steps!r}, epochs={epochs!r}")
+    steps = check_int("steps", steps) if epochs is None else check_int("epochs", epochs) * steps_per_epoch
     reg = check_scalar("reg", reg)
     penalty = check_option("penalty", penalty, PENALTIES)
     schedule = check_option("schedule", schedule, SCHEDULES)
     decay = check_scalar("decay", decay)
     clip_norm = 0.0 if clip_norm is None else check_scalar("clip_norm", clip_norm, low_inclusive=False)
-    eval_every = check_int("eval_every", eval_every)
+    default_every = 100 if epochs is None else steps_per_epoch
+    eval_every = default_every if eval_every is None else check_int("eval_every", eval_every)
     snapshot_every = steps if snapshot_every is None else check_int("snapshot_every", snapshot_every)
     on_divergence = check_option("on_divergence", on_divergence, {"raise", "stop"})
-    if not isinstance(shuffle, (bool, np.bool_)):
-        raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
+    for name, flag in (("shuffle", shuffle), ("early_stopping", early_stopping)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, got {flag!r}")
     validation = _check_eval_set(net, eval_set)
+    stopping = None
+    if early_stopping:
+        check_option("monitor", monitor, {"loss", "val_loss", "val_score"})
+        if monitor != "loss" and eval_set is None:
+            raise ValueError(f"early_stopping with monitor={monitor!r} needs an eval_set")
+        stopping = Stopping.start(net._theta, monitor, check_scalar("tol", tol), check_int("patience", patience),
+                                  restore_best=True)
     rng = np.random.default_rng(check_seed("seed", seed))
     lrs = SCHEDULES[schedule](lr, decay, np.arange(steps, dtype=np.float64))
-    settings = LoopSettings(batch_size, lrs, reg, penalty, clip_norm, eval_every, 0, False)
-    return _fit(net, (X, Y, labels), validation, settings, shuffle, snapshot_every, rng, progress,
-                on_divergence)
+    settings = LoopSettings(batch_size, lrs, reg, penalty, clip_norm, eval_every, 0, False,
+                            get_optimizer(optimizer), stopping)
+    batch_rows = len(X) if shuffle or epochs is not None else batch_size   # else: the first batch, always
+    epoch_orders = (lambda: rng.permutation(len(X))) if shuffle else None
+    return _fit(net, (X, Y, labels), validation, settings, (batch_rows, epoch_orders), snapshot_every,
+                progress, on_divergence)
 
 
 CURVES = ("loss", "grad_norm", "score", "val_loss", "val_score")
+ORDER_BUDGET = 1 << 22      # at most this many row indices of epoch orders at once (32 MiB)
 
 
-def _fit(net, train, validation, settings, shuffle, snapshot_every, rng, progress, on_divergence):
+def _fit(net, train, validation, settings, epochs, snapshot_every, progress, on_divergence):
     """fit's loop over segments, on checked arguments: each segment is one backend train_loop call,
-    within one epoch (shuffle) and ending at snapshots and every SEGMENT_STEPS steps."""
+    ending at snapshots, every SEGMENT_STEPS steps, and where the orders drawn for it would pass
+    ORDER_BUDGET. train: (X, Y, labels), evaluated on; epochs: (rows, epoch_orders): the batches walk
+    train's first `rows` rows epoch by epoch, in order (epoch_orders None) or in the order that
+    epoch_orders() draws for each epoch."""
     X, Y, labels = train
+    rows, epoch_orders = epochs
     lrs, batch_size = settings.lrs, settings.batch_size
     steps = len(lrs)
-    steps_per_epoch = math.ceil(len(X) / batch_size)
-    theta = net._theta
+    steps_per_epoch = math.ceil(rows / batch_size)
+    max_epochs = max(1, ORDER_BUDGET // rows)
+    settings = settings.completed(net._theta, net._arch.n_trained)
+    theta, stopping = net._theta, settings.stopping
     curves = {name: np.full(steps, np.nan) for name in CURVES}
     score_name = "accuracy" if net._arch.is_classifier() else "r2"
+    has_val = len(validation[0]) > 0
     snapshots = [(0, [p.copy() for p in net.parameters])]
     bar = _progress_bar(steps, progress)
+    orders = {}                                             # epoch -> its row order
     done = 0
-    Xs, Ys = X[:batch_size], Y[:batch_size]            # shuffle=False: the fixed first batch
     while done < steps:
-        into_epoch = done % steps_per_epoch if shuffle else 0
-        if shuffle and into_epoch == 0:
-            order = rng.permutation(len(X))
-            Xs, Ys = X[order], Y[order]
-        stop = min(steps, done + SEGMENT_STEPS, (done // snapshot_every + 1) * snapshot_every)
-        if shuffle:
-            stop = min(stop, done - into_epoch + steps_per_epoch)
-        seg, first_row = slice(done, stop), into_epoch * batch_size
-        data = ((Xs[first_row:], Ys[first_row:]), train, validation)
-        segment = settings._replace(lrs=lrs[seg], step0=done, eval_last=stop == steps)
+        first_epoch = done // steps_per_epoch
+        stop = min(steps, done + SEGMENT_STEPS, (done // snapshot_every + 1) * snapshot_every,
+                   (first_epoch + max_epochs) * steps_per_epoch)
+        order = None
+        if epoch_orders is not None:
+            epochs = range(first_epoch, (stop - 1) // steps_per_epoch + 1)
+            orders = {e: orders[e] if e in orders else epoch_orders() for e in epochs}
+            order = np.stack([orders[e] for e in epochs])
+        seg = slice(done, stop)
+        data = ((X[:rows], Y[:rows]), train, validation)
+        segment = settings._replace(lrs=lrs[seg], step0=done, eval_last=stop == steps, order=order)
         n = net._backend.train_loop(net._arch, theta, data, segment, tuple(curves[name][seg] for name in CURVES))
-        if n < stop - done:                                    # a loss or gradient not finite
+        stopped = stopping.state[STOPPED_AT] > 0
+        if n < stop - done and not stopped:                    # a loss or gradient not finite
             bad_step = done + n + 1
         elif not np.isfinite(theta).all():
             bad_step = done + n                                # its last update overflowed
@@ -143,21 +166,32 @@ def _fit(net, train, validation, settings, shuffle, snapshot_every, rng, progres
         if bad_step is not None:
             if bar is not None:
                 bar.close()
-            return _diverged(curves, lrs, bad_step, snapshots, score_name, len(validation[0]) > 0,
-                             on_divergence)
-        done = stop
-        if done % snapshot_every == 0 or done == steps:
+            return _diverged(curves, lrs, bad_step, snapshots, score_name, has_val, on_divergence)
+        done += n
+        if done % snapshot_every == 0 or done == steps or stopped:
             snapshots.append((done, [p.copy() for p in net.parameters]))
         if bar is not None:
             bar.update(n)
+        if stopped:
+            break
     if bar is not None:
         bar.close()
-    return _history(curves, lrs, steps, snapshots, score_name, len(validation[0]) > 0)
+    history = _history(curves, lrs, done, snapshots, score_name, has_val)
+    if stopping.monitor != "none":
+        history.best_step = int(stopping.state[BEST_STEP]) or None
+        if stopping.restore_best and history.best_step:
+            theta[...] = stopping.best_theta
+    if stopped:
+        history.stopped_at = done
+        history.stop_reason = (f"{stopping.monitor} did not improve by more than tol={stopping.tol:g} for "
+                               f"{stopping.patience} evaluations in a row")
+    return history
 
 
 def _diverged(curves, lrs, bad_step, snapshots, score_name, has_val, on_divergence):
     """Raise DivergenceError for 1-based step bad_step (or warn and return the history before it)."""
-    history = _history(curves, lrs, bad_step - 1, snapshots, score_name, has_val, diverged_at=bad_step)
+    history = _history(curves, lrs, bad_step - 1, snapshots, score_name, has_val)
+    history.diverged_at = bad_step
     losses = curves["loss"][:bad_step]
     finite = losses[np.isfinite(losses)]
     error = DivergenceError(bad_step, finite[-1] if len(finite) else float("nan"), history)
@@ -178,7 +212,7 @@ def _check_eval_set(net, eval_set):
     return (Xv, *net._targets("eval_set y", eval_set[1], len(Xv)))
 
 
-def _history(curves, lrs, n_steps, snapshots, score_name, has_val, diverged_at=None):
+def _history(curves, lrs, n_steps, snapshots, score_name, has_val):
     """One row per evaluated step (score recorded), up to n_steps; steps are 1-based. The score
     columns are named for what they hold: accuracy (classification) or r2 (regression)."""
     evaluated = np.flatnonzero(np.isfinite(curves["score"][:n_steps]))
@@ -188,7 +222,7 @@ def _history(curves, lrs, n_steps, snapshots, score_name, has_val, diverged_at=N
     if has_val:
         columns["val_loss"] = curves["val_loss"][evaluated]
         columns[f"val_{score_name}"] = curves["val_score"][evaluated]
-    return History(pd.DataFrame(columns), snapshots, diverged_at)
+    return History(pd.DataFrame(columns), snapshots, curves["loss"][:n_steps].copy())
 
 
 def _progress_bar(steps, progress):

@@ -79,8 +79,8 @@ def check_architecture(sizes, activation, output, loss, bias):
     return Architecture(sizes, activations, output, loss, bias)
 
 
-def check_scalar(name, value, *, low=0.0, low_inclusive=True):
-    """Return `value` as a finite float above `low` (or equal, if `low_inclusive`)."""
+def check_scalar(name, value, *, low=0.0, low_inclusive=True, high=math.inf, high_inclusive=True):
+    """Return `value` as a finite float in [low, high] (ends open where not inclusive)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
     value = float(value)
@@ -89,6 +89,9 @@ def check_scalar(name, value, *, low=0.0, low_inclusive=True):
     if value < low or (value == low and not low_inclusive):
         relation = ">=" if low_inclusive else ">"
         raise ValueError(f"{name} must be {relation} {low:g}, got {value!r}")
+    if value > high or (value == high and not high_inclusive):
+        relation = "<=" if high_inclusive else "<"
+        raise ValueError(f"{name} must be {relation} {high:g}, got {value!r}")
     return value
 
 

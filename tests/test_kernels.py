@@ -13,7 +13,7 @@ import fastmlp
 from fastmlp import kernels, reference
 from fastmlp.architecture import Architecture
 from fastmlp.kernels import certify, fused, plan
-from fastmlp.training import LoopSettings
+from fastmlp.loop import LoopSettings
 from test_reference import architectures, random_problem
 
 # max error relative to the largest magnitude of the reference result (README "Tolerances")

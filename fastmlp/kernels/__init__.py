@@ -25,6 +25,7 @@ import time
 import numba as nb
 import numpy as np
 
+from ..loop import MONITORS
 from ..reference import PENALTIES
 from .fastmath import FAST, FUNCTION_CODES
 from .fused import FUSED_MAX_INPUTS, FUSED_MAX_OUTPUTS
@@ -87,7 +88,10 @@ def step(arch, theta, X, Y, lr, reg=0.0, penalty="l2"):
 def train_loop(arch, theta, data, settings, curves):
     """fastmlp.reference.train_loop in one compiled call (Python sees none of the steps)."""
     start_threads()
-    settings = tuple(settings._replace(penalty=PENALTY_CODES[settings.penalty]))
+    settings = settings.completed(theta, arch.n_trained)
+    stopping = settings.stopping._replace(monitor=MONITORS[settings.stopping.monitor])
+    settings = tuple(settings._replace(penalty=PENALTY_CODES[settings.penalty], stopping=tuple(stopping),
+                                       optimizer=settings.optimizer.kernel_state()))
     return train_loop_compiled(spec_of(arch), theta, data, settings, curves)
 
 
@@ -125,7 +129,7 @@ def warmup(dtypes=("float64", "float32")):
     """Compile (or load from the cache) every kernel for each dtype; returns seconds taken per dtype.
     One compilation serves every network: the architecture reaches the kernels as arrays and codes."""
     from ..architecture import Architecture
-    from ..training import LoopSettings
+    from ..loop import LoopSettings
     timings = {}
     for name in dtypes:
         dt = np.dtype(name)

@@ -1,4 +1,5 @@
-"""Many gradient-descent steps in one compiled call: fastmlp.reference.train_loop for any network.
+"""Many training steps in one compiled call: fastmlp.reference.train_loop for any network, optimizer
+and stopping rule.
 
 The loop makes its scratch once, then runs on borrowed arrays (fastmlp.kernels.memory.borrowed):
 numba counts references to every array a function is handed, slices or unpacks, with atomic
@@ -12,10 +13,14 @@ import numpy as np
 from .certify import certified_correct, certified_setup
 from .fastmath import FAST, IDENTITY, STRICT
 from .memory import borrowed
+from .optimizers import update
 from .passes import (
-    article_views, forward_into, loss_and_gradients_into, n_trained, new_scratch, penalty_value, update,
+    article_views, forward_into, loss_and_gradients_into, n_trained, new_scratch, penalty_value,
 )
 from .plan import fused_plan
+from ..loop import BAD_COUNT, BEST, BEST_STEP, LR_SCALE, MONITORS, STOPPED_AT
+
+NO_MONITOR, LOSS_MONITOR, VAL_LOSS_MONITOR = MONITORS["none"], MONITORS["loss"], MONITORS["val_loss"]
 
 
 @nb.njit(inline="always", **FAST)
@@ -67,55 +72,116 @@ def r2(Y, out):
     return total / O
 
 
+@nb.njit(**STRICT)
+def subset_accuracy(out, Y):
+    """The fraction of rows whose every output is on the same side of 0.5 as its target (multilabel)."""
+    N, O = out.shape
+    correct = 0
+    for i in range(N):
+        right = True
+        for o in range(O):
+            right = right and (out[i, o] > 0.5) == (Y[i, o] > 0.5)
+        correct += right
+    return correct / N
+
+
 @nb.njit(**FAST)
 def evaluate(spec, theta, X, Y_loss, Y, y, out, scratch):
     """(data loss against Y_loss (0 if it has no rows), score): accuracy against labels y for
-    classification outputs, R^2 against targets Y for identity. out (N, O) is scratch."""
+    classification outputs (subset accuracy against Y when y has no rows), R^2 against targets Y for
+    identity. out (N, O) is scratch."""
     data_loss = forward_into(spec, theta, X, Y_loss, out, scratch)
     if spec[2] == IDENTITY:
         return data_loss, r2(Y, out)
+    if y.shape[0] == 0:
+        return data_loss, subset_accuracy(out, Y)
     return data_loss, accuracy(out, y)
+
+
+@nb.njit(**STRICT)
+def should_stop(stopping, value, theta, step, lr):
+    """fastmlp.reference.should_stop: the stopping rule at one evaluation of value (lower is better)."""
+    _, tol, patience, restore_best, adaptive, state, best_theta = stopping
+    state[BAD_COUNT] = state[BAD_COUNT] + 1 if value > state[BEST] - tol else 0.0
+    if value < state[BEST]:
+        state[BEST] = value
+        state[BEST_STEP] = step
+        if restore_best:
+            best_theta[:] = theta
+    if state[BAD_COUNT] < patience:
+        return False
+    if adaptive and lr * state[LR_SCALE] > 1e-6:
+        state[LR_SCALE] /= 5.0
+        state[BAD_COUNT] = 0.0
+        return False
+    state[STOPPED_AT] = step
+    return True
 
 
 @nb.njit(**FAST)
 def train_loop_compiled(spec, theta, data, settings, curves):
-    """The steps of fastmlp.reference.train_loop, compiled: see there for the arguments (penalty as its
-    code). Makes the scratch once, then runs train_steps, which borrows everything while this call
-    keeps it alive."""
-    (Xb, _), (Xe, _, _), (Xv, _, _) = data
+    """The steps of fastmlp.reference.train_loop, compiled: see there for the arguments (penalty,
+    optimizer and stopping as the kernels take them). Makes the scratch once, then runs train_steps,
+    which borrows everything while this call keeps it alive."""
+    (Xb, Yb), (Xe, _, _), (Xv, _, _) = data
+    batch_size, order = settings[0], settings[10]
     sizes = spec[0]
     D, H, O = sizes[0], sizes[1], sizes[sizes.size - 1]
     grad = np.empty_like(theta)
     outputs = (np.empty((Xe.shape[0], O), Xe.dtype), np.empty((Xv.shape[0], O), Xv.dtype))
-    rows = max(min(settings[0], Xb.shape[0]), Xe.shape[0], Xv.shape[0])
+    gathered = order.shape[0] > 0
+    batch = (np.empty((batch_size if gathered else 0, D), Xb.dtype),
+             np.empty((batch_size if gathered else 0, O), Yb.dtype))
+    rows = max(min(batch_size, Xb.shape[0]), Xe.shape[0], Xv.shape[0])
     scratch = new_scratch(spec, theta, Xb, rows)
     certify = spec[5] and Xe.itemsize == 8 and O >= 2
     block = fused_plan(Xe.shape[0], D, H, O, 8)[0]
     certified = certified_setup(Xe if certify else Xe[:0], H, O, block)
-    return train_steps(spec, theta, data, settings, curves, grad, outputs, scratch, certify, certified)
+    buffers = (grad, outputs, batch, scratch, certified)
+    return train_steps(spec, theta, data, settings, curves, buffers, certify)
 
 
 @nb.njit(**FAST)
-def train_steps(spec, theta, data, settings, curves, grad, outputs, scratch, certify, certified):
+def train_steps(spec, theta, data, settings, curves, buffers, certify):
     """train_loop_compiled's loop, on borrowed arrays (its caller owns them)."""
-    spec, theta, grad, (h_e, h_v), scratch, certified = borrowed((spec, theta, grad, outputs, scratch, certified))
+    spec, theta, (grad, (h_e, h_v), (Xg, Yg), scratch, certified) = borrowed((spec, theta, buffers))
     (Xb, Yb), (Xe, Ye, ye), (Xv, Yv, yv) = borrowed(data)
-    batch_size, lrs, reg, penalty, clip_norm, eval_every, step0, eval_last = settings
+    batch_size, lrs, reg, penalty, clip_norm, eval_every, step0, eval_last, optimizer, stopping, order = \
+        borrowed(settings)
     losses, grad_norms, scores, val_losses, val_scores = borrowed(curves)
+    monitor, lr_scale = stopping[0], stopping[5][LR_SCALE]
     n_steps = lrs.size
     Nb = Xb.shape[0]
+    steps_per_epoch = (Nb + batch_size - 1) // batch_size
+    first_epoch = step0 // steps_per_epoch
     n = n_trained(spec, theta)
+    loss_sum = 0.0
+    rows_seen = 0
     for t in range(n_steps):
-        start = (t * batch_size) % Nb
+        epoch = (step0 + t) // steps_per_epoch
+        start = (step0 + t - epoch * steps_per_epoch) * batch_size
         stop = min(start + batch_size, Nb)
-        loss = loss_and_gradients_into(spec, theta, Xb[start:stop], Yb[start:stop], reg, penalty, grad, scratch)
+        if order.shape[0] > 0:
+            rows = order[epoch - first_epoch]
+            for i in range(stop - start):
+                Xg[i] = Xb[rows[start + i]]
+                Yg[i] = Yb[rows[start + i]]
+            X, Y = Xg[:stop - start], Yg[:stop - start]
+        else:
+            X, Y = Xb[start:stop], Yb[start:stop]
+        loss = loss_and_gradients_into(spec, theta, X, Y, reg, penalty, grad, scratch)
         grad_norm = np.sqrt(squared_norm(grad, n))
         losses[t] = loss
         grad_norms[t] = grad_norm
         if not (np.isfinite(loss) and np.isfinite(grad_norm)):
             return t
-        scale = clip_norm / grad_norm if 0 < clip_norm < grad_norm else 1.0
-        update(theta, grad, Xb.dtype.type(lrs[t] * scale), n)
+        if 0 < clip_norm < grad_norm:
+            scale = Xb.dtype.type(clip_norm / grad_norm)
+            for k in range(n):
+                grad[k] *= scale
+        update(optimizer, theta, grad, lrs[t] * lr_scale, n)
+        loss_sum += loss * (stop - start)
+        rows_seen += stop - start
         if (step0 + t + 1) % eval_every == 0 or (eval_last and t == n_steps - 1):
             if certify:
                 W1, b1, W2, b2 = article_views(spec, theta)
@@ -126,4 +192,12 @@ def train_steps(spec, theta, data, settings, curves, grad, outputs, scratch, cer
                 Nv = Xv.shape[0]
                 data_loss, val_scores[t] = evaluate(spec, theta, Xv, Yv, Yv, yv, h_v, scratch)
                 val_losses[t] = data_loss + reg / Nv * penalty_value(spec, theta, penalty)
+            if monitor != NO_MONITOR:
+                value = (loss_sum / rows_seen if monitor == LOSS_MONITOR
+                         else val_losses[t] if monitor == VAL_LOSS_MONITOR else -val_scores[t])
+                if should_stop(stopping, value, theta, step0 + t + 1, lrs[t]):
+                    return t + 1
+                lr_scale = stopping[5][LR_SCALE]
+            loss_sum = 0.0
+            rows_seen = 0
     return n_steps
