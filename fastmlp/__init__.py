@@ -3,6 +3,7 @@
 from . import datasets
 from .datasets import one_hot
 from .network import MLP, load
+from .optimizers import SGD, Adam, Momentum
 from .training import DivergenceError, History
 
 
@@ -12,5 +13,15 @@ def warmup(dtypes=("float64", "float32")):
     return compile_kernels(dtypes)
 
 
-__all__ = ["MLP", "load", "one_hot", "datasets", "DivergenceError", "History", "warmup"]
+def __getattr__(name):
+    """fastmlp.MLPClassifier and fastmlp.MLPRegressor, from fastmlp.sklearn (needs scikit-learn), loaded
+    on first use so that `import fastmlp` does not import scikit-learn."""
+    if name in ("MLPClassifier", "MLPRegressor"):
+        from . import sklearn
+        return getattr(sklearn, name)
+    raise AttributeError(f"module 'fastmlp' has no attribute {name!r}")
+
+
+__all__ = ["MLP", "load", "one_hot", "datasets", "DivergenceError", "History", "warmup", "SGD", "Momentum",
+           "Adam", "MLPClassifier", "MLPRegressor"]
 __version__ = "0.1.0"

@@ -237,6 +237,16 @@ class MLP:
                          dtype=np.array(self.dtype.name), backend=np.array(self.backend),
                          theta=self._theta)
 
+    def __getstate__(self):
+        """Pickle without the backend's module (looked up again by name on unpickling)."""
+        state = self.__dict__.copy()
+        del state["_backend"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._backend = get_backend(self._backend_name)
+
     def __repr__(self):
         return (f"MLP({self.sizes}, bias={self.bias}, backend={self.backend!r}, dtype={self.dtype.name!r}, "
                 f"activation={list(self.activations)!r}, output={self.output!r}, loss={self.loss_name!r}, "

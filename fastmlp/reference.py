@@ -303,7 +303,7 @@ def train_loop(arch, theta, data, settings, curves):
     divergence or when the stopping rule stops the run).
 
     data: (Xb, Yb) the training rows, (Xe, Ye, ye) the evaluation set, (Xv, Yv, yv) the validation set
-    (it may have 0 rows); y are labels (classification; none for multilabel targets, scored by subset
+    (either may have 0 rows: not scored); y are labels (classification; none for multilabel targets, scored by subset
     accuracy) and Y the targets the loss compares with. settings: fastmlp.loop.LoopSettings. Step t
     (counted from the fit's start, step0 + t) trains on the next batch of its epoch, at rate lrs[t]
     (times the stopping rule's rate scale), through the optimizer; the gradient's global norm is clipped
@@ -341,7 +341,8 @@ def _train_steps(arch, theta, data, settings, curves):
         optimizer.update(theta[:n], gradient[:n], lrs[t] * stopping.state[LR_SCALE])
         loss_sum, rows_seen = loss_sum + loss_value * len(batch), rows_seen + len(batch)
         if (step0 + t + 1) % eval_every == 0 or (eval_last and t == len(lrs) - 1):
-            scores[t] = score_from_output(arch, forward(arch, theta, Xe), Ye, ye)
+            if len(Xe):
+                scores[t] = score_from_output(arch, forward(arch, theta, Xe), Ye, ye)
             if len(Xv):
                 trace = forward_trace(arch, theta, Xv)
                 val_losses[t] = loss_from_trace(arch, theta, trace, Yv, reg, penalty)

@@ -114,21 +114,21 @@ def fit(net, X, y, *, lr, steps=None, epochs=None, batch_size=None, shuffle=Fals
                             get_optimizer(optimizer), stopping)
     batch_rows = len(X) if shuffle or epochs is not None else batch_size   # else: the first batch, always
     epoch_orders = (lambda: rng.permutation(len(X))) if shuffle else None
-    return _fit(net, (X, Y, labels), validation, settings, (batch_rows, epoch_orders), snapshot_every,
-                progress, on_divergence)
+    return _fit(net, ((X, Y), (X, Y, labels), validation), settings, (batch_rows, epoch_orders),
+                snapshot_every, progress, on_divergence)
 
 
 CURVES = ("loss", "grad_norm", "score", "val_loss", "val_score")
 ORDER_BUDGET = 1 << 22      # at most this many row indices of epoch orders at once (32 MiB)
 
 
-def _fit(net, train, validation, settings, epochs, snapshot_every, progress, on_divergence):
+def _fit(net, data, settings, epochs, snapshot_every, progress, on_divergence):
     """fit's loop over segments, on checked arguments: each segment is one backend train_loop call,
     ending at snapshots, every SEGMENT_STEPS steps, and where the orders drawn for it would pass
-    ORDER_BUDGET. train: (X, Y, labels), evaluated on; epochs: (rows, epoch_orders): the batches walk
-    train's first `rows` rows epoch by epoch, in order (epoch_orders None) or in the order that
-    epoch_orders() draws for each epoch."""
-    X, Y, labels = train
+    ORDER_BUDGET. data: ((X, Y) training rows, evaluation set, validation set) as train_loop takes it;
+    epochs: (rows, epoch_orders): the batches walk the first `rows` training rows epoch by epoch, in
+    order (epoch_orders None) or in the order that epoch_orders() draws for each epoch."""
+    (X, Y), evaluation, validation = data
     rows, epoch_orders = epochs
     lrs, batch_size = settings.lrs, settings.batch_size
     steps = len(lrs)
@@ -153,9 +153,10 @@ def _fit(net, train, validation, settings, epochs, snapshot_every, progress, on_
             orders = {e: orders[e] if e in orders else epoch_orders() for e in epochs}
             order = np.stack([orders[e] for e in epochs])
         seg = slice(done, stop)
-        data = ((X[:rows], Y[:rows]), train, validation)
         segment = settings._replace(lrs=lrs[seg], step0=done, eval_last=stop == steps, order=order)
-        n = net._backend.train_loop(net._arch, theta, data, segment, tuple(curves[name][seg] for name in CURVES))
+        seg_curves = tuple(curves[name][seg] for name in CURVES)
+        n = net._backend.train_loop(net._arch, theta, ((X[:rows], Y[:rows]), evaluation, validation), segment,
+                                    seg_curves)
         stopped = stopping.state[STOPPED_AT] > 0
         if n < stop - done and not stopped:                    # a loss or gradient not finite
             bad_step = done + n + 1
@@ -166,7 +167,8 @@ def _fit(net, train, validation, settings, epochs, snapshot_every, progress, on_
         if bad_step is not None:
             if bar is not None:
                 bar.close()
-            return _diverged(curves, lrs, bad_step, snapshots, score_name, has_val, on_divergence)
+            return _diverged(curves, lrs, bad_step, snapshots, score_name, has_val, settings.eval_every,
+                             on_divergence)
         done += n
         if done % snapshot_every == 0 or done == steps or stopped:
             snapshots.append((done, [p.copy() for p in net.parameters]))
@@ -176,7 +178,7 @@ def _fit(net, train, validation, settings, epochs, snapshot_every, progress, on_
             break
     if bar is not None:
         bar.close()
-    history = _history(curves, lrs, done, snapshots, score_name, has_val)
+    history = _history(curves, lrs, done, snapshots, score_name, has_val, settings.eval_every)
     if stopping.monitor != "none":
         history.best_step = int(stopping.state[BEST_STEP]) or None
         if stopping.restore_best and history.best_step:
@@ -188,9 +190,9 @@ def _fit(net, train, validation, settings, epochs, snapshot_every, progress, on_
     return history
 
 
-def _diverged(curves, lrs, bad_step, snapshots, score_name, has_val, on_divergence):
+def _diverged(curves, lrs, bad_step, snapshots, score_name, has_val, eval_every, on_divergence):
     """Raise DivergenceError for 1-based step bad_step (or warn and return the history before it)."""
-    history = _history(curves, lrs, bad_step - 1, snapshots, score_name, has_val)
+    history = _history(curves, lrs, bad_step - 1, snapshots, score_name, has_val, eval_every)
     history.diverged_at = bad_step
     losses = curves["loss"][:bad_step]
     finite = losses[np.isfinite(losses)]
@@ -212,10 +214,13 @@ def _check_eval_set(net, eval_set):
     return (Xv, *net._targets("eval_set y", eval_set[1], len(Xv)))
 
 
-def _history(curves, lrs, n_steps, snapshots, score_name, has_val):
-    """One row per evaluated step (score recorded), up to n_steps; steps are 1-based. The score
-    columns are named for what they hold: accuracy (classification) or r2 (regression)."""
-    evaluated = np.flatnonzero(np.isfinite(curves["score"][:n_steps]))
+def _history(curves, lrs, n_steps, snapshots, score_name, has_val, eval_every):
+    """One row per evaluated step (every eval_every steps, the last step of the run), up to n_steps;
+    steps are 1-based. The score columns are named for what they hold: accuracy (classification) or r2
+    (regression)."""
+    evaluated = np.arange(eval_every - 1, n_steps, eval_every)
+    if n_steps == len(lrs) and n_steps % eval_every:
+        evaluated = np.append(evaluated, n_steps - 1)
     columns = {"step": evaluated + 1, "loss": curves["loss"][evaluated],
                score_name: curves["score"][evaluated], "lr": lrs[evaluated],
                "grad_norm": curves["grad_norm"][evaluated]}

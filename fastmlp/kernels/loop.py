@@ -134,7 +134,7 @@ def train_loop_compiled(spec, theta, data, settings, curves):
              np.empty((batch_size if gathered else 0, O), Yb.dtype))
     rows = max(min(batch_size, Xb.shape[0]), Xe.shape[0], Xv.shape[0])
     scratch = new_scratch(spec, theta, Xb, rows)
-    certify = spec[5] and Xe.itemsize == 8 and O >= 2
+    certify = spec[5] and Xe.itemsize == 8 and O >= 2 and Xe.shape[0] > 0
     block = fused_plan(Xe.shape[0], D, H, O, 8)[0]
     certified = certified_setup(Xe if certify else Xe[:0], H, O, block)
     buffers = (grad, outputs, batch, scratch, certified)
@@ -186,7 +186,7 @@ def train_steps(spec, theta, data, settings, curves, buffers, certify):
             if certify:
                 W1, b1, W2, b2 = article_views(spec, theta)
                 scores[t] = certified_correct(certified, Xe, ye, W1, b1, W2, b2) / Xe.shape[0]
-            else:
+            elif Xe.shape[0] > 0:
                 scores[t] = evaluate(spec, theta, Xe, Ye[:0], Ye, ye, h_e, scratch)[1]
             if Xv.shape[0] > 0:
                 Nv = Xv.shape[0]

@@ -1,0 +1,391 @@
+"""scikit-learn estimators on fastmlp's bricks and compiled loop: MLPClassifier and MLPRegressor.
+
+Drop-in for sklearn.neural_network's: the same parameters with the same meanings and defaults, the
+same fitted attributes, the same initialisation, batches, shuffles, updates and convergence rule (with
+the same random_state, a fit walks the same path, to rounding), plus fastmlp's own `backend` ("numba":
+whole epochs in one compiled call; "numpy": the reference) and `dtype` (None: float32 for float32 X,
+else float64, as scikit-learn). Differences, by design: sparse X is not accepted; sample_weight is not
+supported; a multi-output regressor's loss_ is sum((Y - out)**2) / (2N), the loss its gradient is the
+gradient of (scikit-learn divides the value, not the gradient, by the number of outputs).
+
+Needs scikit-learn: pip install 'fastmlp[sklearn]'.
+"""
+
+import math
+import numbers
+import warnings
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+except ImportError:
+    raise ImportError("fastmlp.sklearn needs scikit-learn: pip install 'fastmlp[sklearn]'") from None
+
+import numpy as np
+import scipy.optimize
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+
+from . import training
+from .loop import BEST, LoopSettings, Stopping
+from .network import MLP, glorot_init
+from .optimizers import Adam, Momentum
+
+ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
+OUTPUTS = {"identity": "identity", "logistic": "sigmoid", "softmax": "softmax"}
+SOLVERS = ("lbfgs", "sgd", "adam")
+LEARNING_RATES = ("constant", "invscaling", "adaptive")
+
+
+class _BaseMLP(BaseEstimator):
+    """What MLPClassifier and MLPRegressor share: parameters, their checks, and fitting."""
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
+                 batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
+                 max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
+                 momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 backend="numba", dtype=None):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.backend = backend
+        self.dtype = dtype
+
+    # -- parameters, checked in one place ---------------------------------------------------------
+
+    def _check_params(self):
+        """The hidden layer sizes as a list; raises ValueError naming any parameter out of range."""
+        sizes = self.hidden_layer_sizes
+        sizes = list(sizes) if hasattr(sizes, "__iter__") else [sizes]
+        if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0 for s in sizes):
+            raise ValueError(f"hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes!r}")
+        options = {"activation": ACTIVATIONS, "solver": SOLVERS, "learning_rate": LEARNING_RATES,
+                   "backend": ("numba", "numpy")}
+        for name, allowed in options.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {sorted(allowed)}, got {getattr(self, name)!r}")
+        ranges = {"alpha": "[0, inf)", "learning_rate_init": "(0, inf)", "power_t": "[0, inf)",
+                  "tol": "[0, inf)", "momentum": "[0, 1]", "validation_fraction": "(0, 1)", "beta_1": "[0, 1)",
+                  "beta_2": "[0, 1)", "epsilon": "(0, inf)"}
+        for name, interval in ranges.items():
+            value, high = getattr(self, name), (math.inf if "inf" in interval else 1.0)
+            real = isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isnan(value)
+            if not (real and (0 <= value if interval[0] == "[" else 0 < value)
+                    and (value <= high if interval[-1] == "]" else value < high)):
+                raise ValueError(f"{name} must be a real number in {interval}, got {value!r}")
+        for name in ("max_iter", "n_iter_no_change", "max_fun"):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        batch = self.batch_size
+        if batch != "auto" and (not isinstance(batch, numbers.Integral) or isinstance(batch, bool) or batch < 1):
+            raise ValueError(f"batch_size must be 'auto' or an integer >= 1, got {batch!r}")
+        for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.dtype not in (None, "float32", "float64", np.float32, np.float64):
+            raise ValueError(f"dtype must be None, 'float32' or 'float64', got {self.dtype!r}")
+        return [int(s) for s in sizes]
+
+    # -- fitting ---------------------------------------------------------------------------------------
+
+    def fit(self, X, y):
+        """Fit the model to X (n_samples, n_features) and y; returns self."""
+        return self._fit(X, y, incremental=False)
+
+    def _fit(self, X, y, incremental):
+        hidden = self._check_params()
+        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        X, y = self._validate_input(X, y, incremental, reset=first_pass)
+        Y = y.reshape(-1, 1) if y.ndim == 1 else y
+        self._random_state = check_random_state(self.random_state)
+        if first_pass:
+            self._initialize(Y, [X.shape[1], *hidden, Y.shape[1]], X.dtype)
+        net = self._network()
+        X = X.astype(net.dtype, copy=False)
+        Y = np.ascontiguousarray(Y, net.dtype)
+        if self.solver == "lbfgs":
+            self._fit_lbfgs(net, X, Y)
+        else:
+            self._fit_stochastic(net, X, Y, incremental)
+        self._publish(net)
+        return self
+
+    def _initialize(self, Y, sizes, dtype):
+        """A fresh network, initialised as scikit-learn initialises its MLP (same draws)."""
+        self.n_iter_, self.t_ = 0, 0
+        self.n_outputs_, self.n_layers_ = Y.shape[1], len(sizes)
+        self.out_activation_ = self._out_activation()
+        dtype = np.dtype(self.dtype if self.dtype is not None else dtype)
+        activation = ACTIVATIONS[self.activation]
+        net = MLP(sizes, activation=activation, output=OUTPUTS[self.out_activation_],
+                  loss="mse" if self.out_activation_ == "identity" else "cross_entropy", init="glorot",
+                  backend=self.backend, dtype=dtype)
+        weights, biases = glorot_init(self._random_state, sizes, (activation,) * max(1, len(sizes) - 2))
+        net.weights, net.biases = weights, biases
+        self._net = net
+        self._publish(net)
+        if self.solver != "lbfgs":
+            self.loss_curve_ = []
+            self._stopping = None
+            if self.early_stopping:
+                self.validation_scores_, self.best_validation_score_, self.best_loss_ = [], -np.inf, None
+            else:
+                self.validation_scores_, self.best_validation_score_, self.best_loss_ = None, None, np.inf
+
+    def _network(self):
+        """The fastmlp network, its parameters taken from coefs_ and intercepts_ (which users may set)."""
+        net = self._net
+        net.backend = self.backend
+        net.weights, net.biases = self.coefs_, self.intercepts_
+        return net
+
+    def _publish(self, net):
+        """coefs_ and intercepts_: copies of the network's parameters."""
+        self.coefs_ = [W.copy() for W in net.weights]
+        self.intercepts_ = [b.copy() for b in net.biases]
+
+    def _fit_lbfgs(self, net, X, Y):
+        """L-BFGS-B through scipy.optimize, fastmlp computing the loss and its gradient."""
+        arch, backend = net._arch, net._backend
+
+        def loss_and_gradient(theta):
+            value, gradient = backend.loss_and_gradients(arch, theta.astype(net.dtype), X, Y, self.alpha, "l2")
+            return value, gradient.astype(np.float64)
+
+        result = scipy.optimize.minimize(
+            loss_and_gradient, net._theta.astype(np.float64), method="L-BFGS-B", jac=True,
+            options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol})
+        if result.status != 0:
+            warnings.warn(f"lbfgs failed to converge after {result.nit} iterations ({result.message}): "
+                          "increase max_iter or scale the data", ConvergenceWarning)
+        self.n_iter_, self.loss_ = min(result.nit, self.max_iter), float(result.fun)
+        net._theta[...] = result.x
+        if not np.isfinite(net._theta).all():
+            raise ValueError("Solver produced non-finite parameter weights. The input data may contain "
+                             "large values and need to be preprocessed.")
+
+    def _fit_stochastic(self, net, X, Y, incremental):
+        """Epochs of minibatch sgd or adam in one backend train_loop run (see fastmlp.training._fit)."""
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        if not incremental or not hasattr(self, "_optimizer"):
+            self._optimizer = (Momentum(self.momentum, self.nesterovs_momentum) if self.solver == "sgd"
+                               else Adam(self.beta_1, self.beta_2, self.epsilon))
+            self._learning_rate = float(self.learning_rate_init)
+        rng = self._random_state
+        empty = (X[:0], Y[:0], np.zeros(0, np.int64))
+        validation = empty
+        if self.early_stopping:
+            X, Y, validation = self._validation_split(X, Y, rng)
+        n = len(X)
+        if self.batch_size != "auto" and self.batch_size > n:
+            warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
+        batch_size = min(200, n) if self.batch_size == "auto" else int(np.clip(self.batch_size, 1, n))
+        steps_per_epoch = math.ceil(n / batch_size)
+        epochs = 1 if incremental else self.max_iter
+        if self._stopping is None or not incremental:
+            self._stopping = Stopping.start(
+                net._theta, "val_score" if self.early_stopping else "loss", self.tol, self.n_iter_no_change + 1,
+                restore_best=self.early_stopping,
+                adaptive=self.solver == "sgd" and self.learning_rate == "adaptive")
+        settings = LoopSettings(batch_size, self._rates(epochs, steps_per_epoch, n), self.alpha, "l2", 0.0,
+                                steps_per_epoch, 0, True, self._optimizer, self._stopping)
+        sample_idx = np.arange(n)
+
+        def next_order():                   # scikit-learn's shuffle: the order of the last epoch, shuffled
+            nonlocal sample_idx
+            perm = np.arange(n)
+            rng.shuffle(perm)
+            sample_idx = sample_idx[perm]
+            return sample_idx
+
+        try:
+            history = training._fit(net, ((X, Y), empty, validation), settings,
+                                    (n, next_order if self.shuffle else None), snapshot_every=len(settings.lrs),
+                                    progress=False, on_divergence="raise")
+        except training.DivergenceError as error:
+            raise ValueError(f"Solver produced non-finite parameter weights: {error}") from None
+        self._record(history, n, batch_size, steps_per_epoch, incremental)
+
+    def _rates(self, epochs, steps_per_epoch, n):
+        """The rate of every step: sgd's invscaling sets each epoch's rate from the samples seen before
+        it, lr_init / (t + 1)**power_t; adam and the other schedules keep lr_init (adaptive divides
+        it by 5 inside the loop)."""
+        rates = np.full(epochs, self._learning_rate)
+        if self.solver == "sgd" and self.learning_rate == "invscaling":
+            seen = self.t_ + n * np.arange(1, epochs)
+            rates[1:] = self.learning_rate_init / (seen + 1.0) ** self.power_t
+        return np.repeat(rates, steps_per_epoch)
+
+    def _validation_split(self, X, Y, rng):
+        """(X_train, Y_train, (X_val, Y_val, labels_val)) as scikit-learn splits for early stopping."""
+        stratify = Y[:, 0] if isinstance(self, ClassifierMixin) and self.n_outputs_ == 1 else None
+        X_train, X_val, Y_train, Y_val = train_test_split(
+            X, Y, random_state=rng, test_size=self.validation_fraction, stratify=stratify)
+        if X_val.shape[0] < 2:
+            raise ValueError("The validation set is too small. Increase 'validation_fraction' or the size of "
+                             "your dataset.")
+        return (np.ascontiguousarray(X_train), np.ascontiguousarray(Y_train),
+                (np.ascontiguousarray(X_val), np.ascontiguousarray(Y_val), self._labels(Y_val)))
+
+    def _record(self, history, n, batch_size, steps_per_epoch, incremental):
+        """The fitted attributes of a stochastic run, from its History."""
+        steps = len(history.losses)
+        epochs = steps // steps_per_epoch
+        rows = np.full(steps_per_epoch, batch_size)
+        rows[-1] = n - batch_size * (steps_per_epoch - 1)
+        epoch_losses = (history.losses[:epochs * steps_per_epoch].reshape(epochs, -1) @ rows) / n
+        self.n_iter_ = epochs
+        self.t_ += n * epochs
+        self.loss_curve_.extend(float(v) for v in epoch_losses)
+        self.loss_ = self.loss_curve_[-1]
+        state = self._stopping.state
+        if self.early_stopping:
+            score_name = "val_r2" if self.out_activation_ == "identity" else "val_accuracy"
+            self.validation_scores_.extend(float(v) for v in history.frame[score_name])
+            self.best_validation_score_ = -float(state[BEST])
+        else:
+            self.best_loss_ = float(state[BEST])
+        if self.solver == "sgd" and self.learning_rate == "invscaling":
+            self._learning_rate = self.learning_rate_init / (self.t_ + 1) ** self.power_t
+        if self.verbose:
+            for k, value in enumerate(epoch_losses, start=1):
+                print(f"Iteration {k}, loss = {value:.8f}")
+            if history.stopped_at:
+                print(f"Stopped: {history.stop_reason}.")
+        if not incremental and not history.stopped_at and epochs == self.max_iter:
+            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
+                          "optimization hasn't converged yet.", ConvergenceWarning)
+
+    # -- predicting -------------------------------------------------------------------------------------
+
+    def _forward(self, X):
+        """The output layer (N, O) for X, validated as scikit-learn validates it."""
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        return self._network().forward(X)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        return tags
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multi-layer perceptron classifier: scikit-learn's MLPClassifier, computed by fastmlp.
+
+    Binary targets get one logistic output, multiclass a softmax, multilabel indicator matrices one
+    logistic output per label; log-loss throughout. See fastmlp.sklearn for the parameters.
+    """
+
+    def _out_activation(self):
+        return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32), reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer().fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start and set(classes) != set(self.classes_):
+                raise ValueError(f"warm_start can only be used where `y` has the same classes as in the "
+                                 f"previous call to fit. Previously got {self.classes_}, `y` has {classes}")
+            if not self.warm_start and len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
+                                 f"{self.classes_}. 'y' has {classes}.")
+        return X, self._label_binarizer.transform(y).astype(X.dtype)
+
+    def _labels(self, Y):
+        """What the loop scores accuracy against: class indices (none for multilabel: subset accuracy)."""
+        if self._label_binarizer.y_type_.startswith("multilabel"):
+            return np.zeros(0, np.int64)
+        return (Y[:, 0] > 0.5).astype(np.int64) if Y.shape[1] == 1 else np.argmax(Y, axis=1)
+
+    @available_if(lambda self: self.solver != "lbfgs")
+    def partial_fit(self, X, y, classes=None):
+        """One epoch over X, y; `classes` (all the labels) is needed on the first call."""
+        if not hasattr(self, "classes_"):
+            if classes is None and not type_of_target(y).startswith("multilabel"):
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+            self._label_binarizer = LabelBinarizer().fit(y if classes is None else classes)
+            self.classes_ = self._label_binarizer.classes_
+        return self._fit(X, y, incremental=True)
+
+    def predict(self, X):
+        """Class labels (n_samples,), or an indicator matrix for multilabel targets."""
+        out = self._forward(X)
+        return self._label_binarizer.inverse_transform(out.ravel() if self.n_outputs_ == 1 else out)
+
+    def predict_proba(self, X):
+        """Probabilities (n_samples, n_classes), in the order of classes_."""
+        out = self._forward(X)
+        if self.n_outputs_ == 1:
+            return np.column_stack([1 - out[:, 0], out[:, 0]])
+        return out
+
+    def predict_log_proba(self, X):
+        """log(predict_proba(X))."""
+        return np.log(self.predict_proba(X))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multi-layer perceptron regressor: scikit-learn's MLPRegressor (squared error, identity output),
+    computed by fastmlp. See fastmlp.sklearn for the parameters."""
+
+    def _out_activation(self):
+        return "identity"
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=(np.float64, np.float32),
+                             reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        return X, y
+
+    def _labels(self, Y):
+        return np.zeros(0, np.int64)
+
+    @available_if(lambda self: self.solver != "lbfgs")
+    def partial_fit(self, X, y):
+        """One epoch over X, y."""
+        return self._fit(X, y, incremental=True)
+
+    def predict(self, X):
+        """Predictions (n_samples,), or (n_samples, n_outputs) for several targets."""
+        out = self._forward(X)
+        return out.ravel() if out.shape[1] == 1 else out
