@@ -245,6 +245,7 @@ class MLP:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        self._theta = np.require(self._theta, requirements=["C", "W"])    # loaded read-only (a memmap)
         self._backend = get_backend(self._backend_name)
 
     def __repr__(self):

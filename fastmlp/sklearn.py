@@ -127,8 +127,8 @@ class _BaseMLP(BaseEstimator):
         if first_pass:
             self._initialize(Y, [X.shape[1], *hidden, Y.shape[1]], X.dtype)
         net = self._network()
-        X = X.astype(net.dtype, copy=False)
-        Y = np.ascontiguousarray(Y, net.dtype)
+        X = np.require(X, net.dtype, ["C", "W"])      # the kernels write nothing, but take no read-only types
+        Y = np.require(Y, net.dtype, ["C", "W"])
         if self.solver == "lbfgs":
             self._fit_lbfgs(net, X, Y)
         else:

@@ -114,7 +114,7 @@ def check_seed(name, seed):
 
 
 def check_array(name, a, *, ndim, dtype=None, shape=None):
-    """Return `a` as a finite, non-empty, C-contiguous float array of `ndim` dimensions.
+    """Return `a` as a finite, non-empty, C-contiguous, writeable float array of `ndim` dimensions.
 
     dtype: the float type to cast to; None keeps a float32/float64 input's own type (others become
     float64). shape: expected shape, None for "any" in a position.
@@ -137,7 +137,7 @@ def check_array(name, a, *, ndim, dtype=None, shape=None):
                 )
     if dtype is None:
         dtype = arr.dtype.type if arr.dtype.type in (np.float32, np.float64) else np.float64
-    arr = np.ascontiguousarray(arr, dtype=dtype)
+    arr = np.require(arr, dtype=dtype, requirements=["C", "W"])    # read-only input (a memmap): a copy
     if not np.isfinite(arr).all():
         bad = np.argwhere(~np.isfinite(arr))[0]
         raise ValueError(f"{name} must be finite, found {arr[tuple(bad)]} at index {tuple(int(i) for i in bad)}")

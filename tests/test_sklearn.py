@@ -1,0 +1,175 @@
+"""fastmlp.sklearn against scikit-learn: its estimator checks, and the same fit path as its MLP."""
+
+import pickle
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+sklearn = pytest.importorskip("sklearn")
+
+from sklearn.base import clone  # noqa: E402
+from sklearn.datasets import load_digits, make_friedman1  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.model_selection import GridSearchCV  # noqa: E402
+from sklearn.neural_network import MLPClassifier as SkClassifier, MLPRegressor as SkRegressor  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+import fastmlp  # noqa: E402
+from fastmlp.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
+
+
+@parametrize_with_checks([MLPClassifier(max_iter=50), MLPRegressor(max_iter=50)])
+def test_sklearn_estimator_checks(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        check(estimator)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X[:600] / 16, y[:600]
+
+
+def parameters(estimator):
+    return estimator.coefs_ + estimator.intercepts_
+
+
+def assert_same_fit(ours, theirs, X, y, tol=1e-10):
+    """Both fitted from the same random_state: the same parameters, curves, attributes, predictions."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        theirs.fit(X, y)
+        ours.fit(X, y)
+    for mine, want in zip(parameters(ours), parameters(theirs), strict=True):
+        np.testing.assert_allclose(mine, want, rtol=0, atol=tol)
+    assert ours.n_iter_ == theirs.n_iter_
+    for name in ("loss_curve_", "validation_scores_"):
+        if getattr(theirs, name, None) is not None:
+            np.testing.assert_allclose(getattr(ours, name), getattr(theirs, name), rtol=1e-9, atol=1e-12)
+    for name in ("t_", "n_outputs_", "n_layers_", "out_activation_", "n_features_in_"):
+        assert getattr(ours, name) == getattr(theirs, name), name
+    if ours.out_activation_ == "identity":
+        np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-9)
+    else:
+        np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
+
+
+SOLVERS = [
+    dict(solver="adam"),
+    dict(solver="sgd", learning_rate_init=0.1),                                   # nesterov momentum
+    dict(solver="sgd", learning_rate_init=0.1, nesterovs_momentum=False),
+    dict(solver="sgd", learning_rate_init=0.5, momentum=0.0, learning_rate="invscaling"),
+    dict(solver="sgd", learning_rate_init=0.2, learning_rate="adaptive", max_iter=40, tol=1e-2),
+    dict(solver="adam", early_stopping=True, n_iter_no_change=3),
+    dict(solver="adam", shuffle=False, batch_size=47),
+    dict(solver="lbfgs", max_iter=30),
+]
+
+
+@pytest.mark.parametrize("params", SOLVERS, ids=lambda p: "-".join(f"{k}={v}" for k, v in p.items()))
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_classifier_walks_scikit_learns_path(digits, params, backend):
+    X, y = digits
+    kw = dict(dict(hidden_layer_sizes=(24,), activation="relu", random_state=3, max_iter=15, batch_size=64), **params)
+    assert_same_fit(MLPClassifier(backend=backend, **kw), SkClassifier(**kw), X, y,
+                    tol=1e-7 if params["solver"] == "lbfgs" else 1e-10)
+
+
+@pytest.mark.parametrize("target", ["binary", "strings", "multilabel"])
+def test_classifier_targets(digits, target):
+    X, y = digits
+    y = {"binary": (y > 4).astype(int), "strings": np.array(["odd", "even"])[y % 2],
+         "multilabel": np.stack([y > 4, y % 2 == 0, y == 3], axis=1).astype(int)}[target]
+    kw = dict(hidden_layer_sizes=(16, 8), activation="tanh", random_state=0, max_iter=10, early_stopping=True)
+    ours, theirs = MLPClassifier(**kw), SkClassifier(**kw)
+    assert_same_fit(ours, theirs, X, y)
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-10)
+    np.testing.assert_allclose(ours.predict_log_proba(X[:5]), np.log(theirs.predict_proba(X[:5])), atol=1e-8)
+    assert list(ours.classes_) == list(theirs.classes_)
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd", "lbfgs"])
+def test_regressor_walks_scikit_learns_path(solver):
+    X, y = make_friedman1(300, random_state=0)
+    kw = dict(hidden_layer_sizes=(16, 8), activation="logistic", solver=solver, random_state=1, max_iter=25,
+              learning_rate_init=0.01 if solver == "sgd" else 0.05)
+    assert_same_fit(MLPRegressor(**kw), SkRegressor(**kw), X, y, tol=1e-7 if solver == "lbfgs" else 1e-10)
+
+
+def test_partial_fit_and_warm_start_follow_scikit_learn(digits):
+    X, y = digits
+    kw = dict(hidden_layer_sizes=(20,), random_state=0, solver="sgd", learning_rate="invscaling",
+              learning_rate_init=0.3)
+    ours, theirs = MLPClassifier(**kw), SkClassifier(**kw)
+    for chunk in np.array_split(np.arange(len(X)), 3):
+        ours.partial_fit(X[chunk], y[chunk], classes=np.arange(10))
+        theirs.partial_fit(X[chunk], y[chunk], classes=np.arange(10))
+    for mine, want in zip(parameters(ours), parameters(theirs)):
+        np.testing.assert_allclose(mine, want, atol=1e-10)
+    assert ours.t_ == theirs.t_ and ours.n_iter_ == theirs.n_iter_ == 1
+    with pytest.raises(AttributeError):
+        MLPClassifier(solver="lbfgs").partial_fit
+    with pytest.raises(ValueError, match="classes must be passed"):
+        MLPClassifier().partial_fit(X, y)
+
+
+def test_coefs_are_the_parameters_predictions_use(digits):
+    X, y = digits
+    est = MLPClassifier((8,), max_iter=3, random_state=0).fit(X, y)
+    before = est.predict_proba(X)
+    est.coefs_ = [np.zeros_like(W) for W in est.coefs_]
+    after = est.predict_proba(X)
+    assert not np.allclose(before, after)
+    np.testing.assert_allclose(after, np.tile(after[0], (len(X), 1)))    # constant without weights
+
+
+def test_pickle_clone_and_parallel_grid_search(digits):
+    X, y = digits
+    est = MLPClassifier((16,), max_iter=20, random_state=0).fit(X, y)
+    again = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(again.predict_proba(X), est.predict_proba(X))
+    assert clone(est).get_params() == est.get_params()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search = GridSearchCV(MLPClassifier(max_iter=30, learning_rate_init=0.01, random_state=0),
+                              {"hidden_layer_sizes": [(8,), (16,)]},
+                              cv=2, n_jobs=2).fit(X, y)
+    assert search.best_params_["hidden_layer_sizes"] in [(8,), (16,)]
+    assert search.best_score_ > 0.8
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("hidden_layer_sizes", (10, 0), "hidden_layer_sizes must be positive"),
+    ("activation", "softplus", "activation must be one of"),
+    ("solver", "newton", "solver must be one of"),
+    ("learning_rate_init", 0.0, r"learning_rate_init must be a real number in \(0, inf\)"),
+    ("beta_2", 1.0, r"beta_2 must be a real number in \[0, 1\)"),
+    ("validation_fraction", 1.0, "validation_fraction"),
+    ("batch_size", 0, "batch_size must be 'auto' or an integer"),
+    ("max_iter", 0, "max_iter must be an integer >= 1"),
+    ("backend", "cuda", "backend must be one of"),
+    ("dtype", "float16", "dtype must be None"),
+])
+def test_bad_parameters_are_named(digits, name, value, message):
+    X, y = digits
+    with pytest.raises(ValueError, match=message):
+        MLPClassifier(**{name: value}).fit(X, y)
+
+
+def test_divergence_is_reported(digits):
+    X, y = digits
+    with pytest.raises(ValueError, match="non-finite"):
+        MLPRegressor(solver="sgd", learning_rate_init=1e6, max_iter=5).fit(X, y * 1e3)
+
+
+def test_top_level_names_and_missing_scikit_learn():
+    assert fastmlp.MLPClassifier is MLPClassifier and fastmlp.MLPRegressor is MLPRegressor
+    code = ("import sys; sys.modules['sklearn'] = None\n"
+            "import fastmlp\n"
+            "try:\n    fastmlp.MLPClassifier\nexcept ImportError as e:\n    print(e)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "pip install 'fastmlp[sklearn]'" in out
