@@ -129,6 +129,12 @@ def test_divergence_raises_with_history(xor_data, backend):
     (dict(eval_set=[1, 2, 3]), ValueError, r"eval_set must be a pair"),
     (dict(shuffle="yes"), TypeError, "shuffle must be True or False"),
     (dict(seed=1.5), ValueError, "seed must be None or an integer"),
+    (dict(epochs=3), ValueError, "give exactly one of steps and epochs"),
+    (dict(optimizer="rmsprop"), ValueError, "optimizer must be one of"),
+    (dict(early_stopping=True), ValueError, "needs an eval_set"),
+    (dict(early_stopping=True, monitor="accuracy"), ValueError, "monitor must be one of"),
+    (dict(early_stopping=True, monitor="loss", patience=0), ValueError, "patience must be >= 1"),
+    (dict(early_stopping="yes"), TypeError, "early_stopping must be True or False"),
 ])
 def test_bad_fit_options(xor_data, kwargs, error, message):
     X, y, _ = xor_data

@@ -89,10 +89,20 @@ def train_loop(arch, theta, data, settings, curves):
     """fastmlp.reference.train_loop in one compiled call (Python sees none of the steps)."""
     start_threads()
     settings = settings.completed(theta, arch.n_trained)
+    _check_order(settings, len(data[0][0]))
     stopping = settings.stopping._replace(monitor=MONITORS[settings.stopping.monitor])
     settings = tuple(settings._replace(penalty=PENALTY_CODES[settings.penalty], stopping=tuple(stopping),
                                        optimizer=settings.optimizer.kernel_state()))
     return train_loop_compiled(spec_of(arch), theta, data, settings, curves)
+
+
+def _check_order(settings, rows):
+    """The compiled loop reads settings.order unchecked: it must hold a row order of every epoch it runs."""
+    order, steps_per_epoch = settings.order, -(-rows // settings.batch_size)
+    if len(order):
+        epochs = (settings.step0 + len(settings.lrs) - 1) // steps_per_epoch - settings.step0 // steps_per_epoch + 1
+        if order.shape[0] < epochs or order.shape[1] != rows or order.min() < 0 or order.max() >= rows:
+            raise ValueError(f"settings.order must hold {epochs} row orders of {rows} rows, got shape {order.shape}")
 
 
 # The wrappers' compiled halves: each makes its outputs and scratch inside, in one call from Python.
