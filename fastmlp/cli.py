@@ -64,6 +64,14 @@ def build_parser():
                       help="steps timed with both backends (default 20,000)")
     demo.add_argument("--frames", type=int, default=40, help="frames of each GIF")
     demo.add_argument("--no-gif", action="store_true")
+    demo.add_argument("--no-race", action="store_true", help="skip the race against scikit-learn on digits")
+
+    race = commands.add_parser("race", help="fastmlp's estimators against scikit-learn's on real data",
+                               description="Fit fastmlp.MLPClassifier/MLPRegressor and scikit-learn's on "
+                                           "the same data and parameters, side by side (needs scikit-learn).")
+    race.add_argument("--cases", default="all", help="comma-separated case names of fastmlp.race.CASES")
+    race.add_argument("--repeats", type=int, default=3, help="fits of each library per case (median)")
+    race.add_argument("--out", type=Path, help="also write the rows to this CSV")
     return parser
 
 
@@ -118,17 +126,37 @@ def train_command(args):
     print(f"wrote {', '.join(written)} to {args.out}/")
 
 
+def race_command(args):
+    from . import race
+    from .files import write_csv
+    cases = race.CASES
+    if args.cases != "all":
+        known = {case.name: case for case in race.CASES}
+        names = [name.strip() for name in args.cases.split(",")]
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise ValueError(f"--cases: unknown {unknown}; the cases are {sorted(known)}")
+        cases = [known[name] for name in names]
+    if args.repeats < 1:
+        raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
+    frame = race.run(cases, repeats=args.repeats)
+    if args.out:
+        print(f"wrote {write_csv(frame, args.out)}")
+
+
 def main(argv=None):
     """Entry point of the `fastmlp` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
         if args.command == "train":
             train_command(args)
+        elif args.command == "race":
+            race_command(args)
         else:
             from . import demo
             demo.run(args.out, steps=args.steps, compare_steps=args.compare_steps, frames=args.frames,
-                     gif=not args.no_gif)
-    except (ValueError, TypeError, FileNotFoundError, DivergenceError) as exc:
+                     gif=not args.no_gif, race=not args.no_race)
+    except (ValueError, TypeError, FileNotFoundError, DivergenceError, ImportError) as exc:
         print(f"fastmlp: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -35,9 +35,10 @@ def fit_article_run(backend, hidden, bias, X, y, steps, frames, options):
     return net, history, time.perf_counter() - start
 
 
-def run(out_dir="runs", steps=300_000, compare_steps=20_000, frames=40, gif=True, echo=print):
+def run(out_dir="runs", steps=300_000, compare_steps=20_000, frames=40, gif=True, race=True, echo=print):
     """Train every run of RUNS with numba for `steps` (pictures, history) and with both backends for
-    the first `compare_steps` (wall time, largest parameter difference); returns a summary."""
+    the first `compare_steps` (wall time, largest parameter difference), then (race) race scikit-learn
+    on its digits; returns a summary."""
     out_dir = Path(out_dir)
     compare_steps = min(compare_steps, steps)
     X, y = datasets.xor()
@@ -70,7 +71,23 @@ def run(out_dir="runs", steps=300_000, compare_steps=20_000, frames=40, gif=True
              f"{t_numba:8.2f} {t_numpy:8.2f} {t_numpy / t_numba:7.1f}x {diff:11.1e}"
              + (f"  diverged at step {history.diverged_at}" if history.diverged_at else ""))
     _tell_the_story(summary, steps, compare_steps, out_dir, echo)
+    if race:
+        _race_on_digits(echo)
     return summary
+
+
+def _race_on_digits(echo):
+    """The bricks at work on real data: fastmlp.MLPClassifier against scikit-learn's on its digits."""
+    from . import race
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        echo("\nThe race against scikit-learn needs it: pip install 'fastmlp[sklearn]'.")
+        return
+    echo("\nThe same bricks on real data: scikit-learn's digits (8x8 images, 10 classes), its MLPClassifier "
+         "against\nfastmlp.MLPClassifier with the same parameters and random_state (the same path, so the "
+         "same scores):")
+    race.run([case for case in race.CASES if case.dataset == "digits"], repeats=1, echo=echo)
 
 
 def _tell_the_story(summary, steps, compare_steps, out_dir, echo):

@@ -1,0 +1,90 @@
+"""The race on real data: fastmlp's estimators against scikit-learn's, same parameters, same split.
+
+Each case fits scikit-learn's MLPClassifier/MLPRegressor and fastmlp's on the same standardised
+training split (random_state fixed), side by side, `repeats` times each, and scores both on the test
+split. With the same random_state both walk the same path (fastmlp.sklearn), so the scores agree to
+rounding and the race is about time alone. Needs scikit-learn (fastmlp[sklearn]).
+"""
+
+import time
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+
+class RaceCase(NamedTuple):
+    name: str
+    dataset: str           # a loader of sklearn.datasets, or "friedman1" (make_friedman1, 5000 rows)
+    params: dict           # the estimator's parameters, for both libraries
+
+
+CASES = [
+    RaceCase("digits-adam-100-epochs", "digits",
+             dict(hidden_layer_sizes=(128,), batch_size=32, max_iter=100, n_iter_no_change=100)),
+    RaceCase("digits-defaults", "digits", {}),
+    RaceCase("breast_cancer-defaults", "breast_cancer", {}),
+    RaceCase("wine-defaults", "wine", {}),
+    RaceCase("diabetes", "diabetes", dict(hidden_layer_sizes=(64,), learning_rate_init=0.01, max_iter=500)),
+    RaceCase("friedman1-batch-64", "friedman1", dict(hidden_layer_sizes=(64, 64), batch_size=64)),
+]
+REGRESSION = {"diabetes", "friedman1"}
+
+
+def load(dataset):
+    """(X_train, X_test, y_train, y_test): a 75/25 split, X standardised on the training rows."""
+    from sklearn import datasets
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+    if dataset == "friedman1":
+        X, y = datasets.make_friedman1(5000, random_state=0)
+    else:
+        X, y = getattr(datasets, f"load_{dataset}")(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
+    scaler = StandardScaler().fit(X_train)
+    return scaler.transform(X_train), scaler.transform(X_test), y_train, y_test
+
+
+def run(cases=CASES, repeats=3, echo=print):
+    """Race every case; returns one row per (case, library): median fit seconds, test score, epochs,
+    and fastmlp's speedup (scikit-learn's median over its own)."""
+    import fastmlp.sklearn
+    from sklearn import neural_network
+    from sklearn.exceptions import ConvergenceWarning
+    rows = []
+    echo(f"{'case':26s} {'sklearn s':>10s} {'fastmlp s':>10s} {'speedup':>8s} {'sklearn score':>14s} "
+         f"{'fastmlp score':>14s} {'epochs':>7s}")
+    for case in cases:
+        data = load(case.dataset)
+        kind = "MLPRegressor" if case.dataset in REGRESSION else "MLPClassifier"
+        results = {}
+        for library, module in (("sklearn", neural_network), ("fastmlp", fastmlp.sklearn)):
+            estimator = getattr(module, kind)(random_state=0, **case.params)
+            seconds, fitted = _timed_fits(estimator, data, repeats, ConvergenceWarning)
+            results[library] = dict(case=case.name, dataset=case.dataset, library=library, estimator=kind,
+                                    fit_s=seconds, test_score=fitted.score(data[1], data[3]),
+                                    score=("r2" if kind == "MLPRegressor" else "accuracy"),
+                                    epochs=fitted.n_iter_, repeats=repeats)
+        speedup = results["sklearn"]["fit_s"] / results["fastmlp"]["fit_s"]
+        results["fastmlp"]["speedup"], results["sklearn"]["speedup"] = speedup, 1.0
+        rows += results.values()
+        sk, fm = results["sklearn"], results["fastmlp"]
+        echo(f"{case.name:26s} {sk['fit_s']:10.3f} {fm['fit_s']:10.3f} {speedup:7.1f}x {sk['test_score']:14.4f} "
+             f"{fm['test_score']:14.4f} {fm['epochs']:7d}")
+    return pd.DataFrame(rows)
+
+
+def _timed_fits(estimator, data, repeats, convergence_warning):
+    """(median seconds of `repeats` fits, the last fitted estimator)."""
+    X_train, _, y_train, _ = data
+    times = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")                  # the warm-up fit's clipped batch size, convergence
+        estimator.fit(X_train[:50], y_train[:50])        # compile or load the kernels, outside the timing
+        warnings.simplefilter("ignore", convergence_warning)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            estimator.fit(X_train, y_train)
+            times.append(time.perf_counter() - start)
+    return float(np.median(times)), estimator
