@@ -1,8 +1,11 @@
-"""Tidy benchmark results: rows from pytest-benchmark's JSON, the merged CSV, the speedup plot and
-the regression table against the committed results."""
+"""Tidy benchmark results: rows from pytest-benchmark's JSON, the merged CSV, the speedup plot, the
+regression table against the committed results, and the README's tables generated from the CSVs."""
 
 import datetime
+import pathlib
 import platform
+import re
+import sys
 
 import numpy as np
 import pandas as pd
@@ -141,3 +144,45 @@ def regression_table(new, baseline):
     joined["ratio_to_before"] = joined["median_s"] / joined["median_s_before"]
     columns = key + ["median_s_before", "median_s", "ratio_to_before"]
     return joined[columns].sort_values(key).reset_index(drop=True)
+
+
+# -- README tables generated from the CSVs, so that no hand-copied figure drifts from them ---------------
+
+def race_table(frame):
+    """The race (results/race.csv) as a markdown table: one row per case, the two libraries side by side."""
+    pivot = frame.pivot_table(index="case", columns="library", values=["fit_s", "test_score"], sort=False)
+    info = frame[frame["library"] == "fastmlp"].set_index("case")
+    lines = ["| case | estimator | epochs | scikit-learn fit s | fastmlp fit s | speedup | score | scikit-learn | fastmlp |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for case in info.index:
+        row = info.loc[case]
+        lines.append(f"| {case} | {row['estimator']} | {row['epochs']} | {pivot.loc[case, ('fit_s', 'sklearn')]:.3f} | "
+                     f"{pivot.loc[case, ('fit_s', 'fastmlp')]:.3f} | **{row['speedup']:.1f}x** | {row['score']} | "
+                     f"{pivot.loc[case, ('test_score', 'sklearn')]:.4f} | {pivot.loc[case, ('test_score', 'fastmlp')]:.4f} |")
+    return "\n".join(lines)
+
+
+def update_readme(readme, sections):
+    """Replace each generated section of the README (between `<!-- NAME:start -->` and `<!-- NAME:end -->`)
+    with its text, atomically; sections: {name: markdown}. A section whose markers are missing is an error."""
+    text = pathlib.Path(readme).read_text()
+    for name, markdown in sections.items():
+        pattern = re.compile(rf"(<!-- {name}:start -->\n).*?(<!-- {name}:end -->)", re.S)
+        if not pattern.search(text):
+            raise ValueError(f"{readme} has no <!-- {name}:start --> ... <!-- {name}:end --> section")
+        text = pattern.sub(lambda m: m.group(1) + markdown + "\n" + m.group(2), text)
+    with atomic_path(readme) as tmp:
+        pathlib.Path(tmp).write_text(text)
+
+
+def main(argv=None):
+    """python -m fastmlp.results [README.md]: regenerate the README's tables from results/*.csv."""
+    args = sys.argv[1:] if argv is None else argv
+    readme = pathlib.Path(args[0] if args else "README.md")
+    results = readme.parent / "results"
+    update_readme(readme, {"race": race_table(pd.read_csv(results / "race.csv"))})
+    print(f"updated the generated tables of {readme}")
+
+
+if __name__ == "__main__":
+    main()

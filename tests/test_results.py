@@ -1,5 +1,7 @@
 """The results CSV writer: columns, atomic write, merge of a subset run."""
 
+import pathlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -64,3 +66,23 @@ def test_speedup_plot_writes_a_png(tmp_path):
                                                        ("numpy", 128, 8.0), ("numba", 128, 1.0)]))
     path = results.speedup_plot(rows, tmp_path / "speedup.png")
     assert path.stat().st_size > 1000 and path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_readme_tables_are_generated_from_the_committed_csvs(tmp_path):
+    """The README's race table is what `python -m fastmlp.results` makes of results/race.csv."""
+    import shutil
+    root = pathlib.Path(__file__).resolve().parents[1]
+    shutil.copy(root / "README.md", tmp_path / "README.md")
+    shutil.copytree(root / "results", tmp_path / "results")
+    results.main([str(tmp_path / "README.md")])
+    assert (tmp_path / "README.md").read_text() == (root / "README.md").read_text()
+
+
+def test_update_readme_replaces_only_its_section_and_needs_the_markers(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- race:start -->\nold\n<!-- race:end -->\noutro\n")
+    results.update_readme(readme, {"race": "| new |"})
+    assert readme.read_text() == "intro\n<!-- race:start -->\n| new |\n<!-- race:end -->\noutro\n"
+    with pytest.raises(ValueError, match="no <!-- speed:start -->"):
+        results.update_readme(readme, {"speed": "x"})
+    assert "| new |" in readme.read_text()
