@@ -1,11 +1,14 @@
 """forward, step and the multi-step train_loop, for each backend, dtype and case of the grid.
 
-Backends: numpy (fastmlp.reference, the oracle), numba (the kernels) and minimal (a plain NumPy step,
-benchmarks/minimal_numpy.py: the yardstick of the kernels' speed on the bricks).
+Backends: numpy (fastmlp.reference, the oracle), numba (the kernels), minimal (a plain NumPy step,
+benchmarks/minimal_numpy.py: the yardstick of the kernels' speed on the bricks) and the peers users
+would pick instead, torch, jax and sklearn (benchmarks/peers.py; skipped, with the reason, where not
+installed or where the framework cannot express the case).
 
 Every numba case first runs the same inputs through the reference and fails if they disagree
-beyond the tolerances of tests/test_kernels.py; compile time is measured once per (operation,
-dtype) and kept out of the timed rounds.
+beyond the tolerances of tests/test_kernels.py; every peer case likewise, within PEER_TOL (its
+errors go into the row); compile time is measured once per (operation, dtype) and kept out of the
+timed rounds.
 """
 
 import time
@@ -17,13 +20,16 @@ import pytest
 
 import fastmlp
 import minimal_numpy
+import peers
 from fastmlp import kernels, reference
 from fastmlp.architecture import Architecture
 from fastmlp.loop import LoopSettings
 
 BACKENDS = {"numpy": reference, "numba": kernels, "minimal": minimal_numpy}
+PEERS = ("torch", "jax", "sklearn")
 TOL = {"float64": 1e-12, "float32": 1e-4}
 TRAIN_TOL = {"float64": 1e-9, "float32": 1e-3}   # after 1,000 steps: rounding compounds
+PEER_TOL = {"float64": 1e-9, "float32": 1e-4}     # the issue's bar for the peers' rows
 REFERENCE_MEMORY_LIMIT = 16e9                     # bytes of (N, width) arrays the reference may make
 TRAIN_STEPS = 1000
 
@@ -78,7 +84,8 @@ def pytest_generate_tests(metafunc):
         cases = TRAIN_SHAPES[grid] if metafunc.function.__name__ == "test_train_loop" else GRIDS[grid]
         metafunc.parametrize("case", cases, ids=[c.id for c in cases])
     if "backend" in metafunc.fixturenames:
-        backends = list(BACKENDS) if metafunc.function.__name__ != "test_train_loop" else ["numpy", "numba"]
+        backends = [*BACKENDS, *PEERS] if metafunc.function.__name__ != "test_train_loop" else [
+            "numpy", "numba", "torch", "jax"]
         metafunc.parametrize("backend", backends)
     if "dtype" in metafunc.fixturenames:
         metafunc.parametrize("dtype", ["float64", "float32"])
@@ -114,8 +121,22 @@ def describe(benchmark, operation, backend, dtype, case, **extra):
         operation=operation, backend=backend, dtype=dtype, n_samples=case.N, n_inputs=sizes[0],
         n_hidden=sizes[1] if len(sizes) > 2 else 0, n_outputs=sizes[-1], sizes="-".join(map(str, sizes)),
         activation=case.activation if len(sizes) > 2 else "", output=case.output, loss=case.loss,
-        flops=step_flops(case) if operation == "step" else None, threads=numba.get_num_threads() if backend == "numba" else 1,
+        flops=FLOPS[operation](case) if operation in FLOPS else None, threads=backend_threads(backend),
         numpy_version=np.__version__, numba_version=numba.__version__, blas=blas_kernel(), **extra)
+
+
+def backend_threads(backend):
+    """The threads a backend computes with: numba's, torch's intra-op threads, the cores for JAX (XLA's
+    CPU client uses them all), 1 for NumPy code (its BLAS may use more)."""
+    if backend == "numba":
+        return numba.get_num_threads()
+    if backend == "torch":
+        import torch
+        return torch.get_num_threads()
+    if backend == "jax":
+        import os
+        return os.cpu_count()
+    return 1
 
 
 def blas_kernel():
@@ -148,6 +169,14 @@ def step_flops(case):
     return sum(2 * case.N * a * b * (2 if l == 0 else 3) for l, (a, b) in enumerate(products))
 
 
+def forward_flops(case):
+    """One product per layer: 2 N a b each."""
+    return sum(2 * case.N * a * b for a, b in zip(case.sizes[:-1], case.sizes[1:]))
+
+
+FLOPS = {"forward": forward_flops, "step": step_flops, "train_loop": lambda case: TRAIN_STEPS * step_flops(case)}
+
+
 def prepare(benchmark, operation, backend, dtype, case, compile_seconds, first_call):
     """Describe the case; for numba, time the first call once (compile) and return its seconds."""
     if backend != "numba" and not reference_fits(case, dtype):
@@ -163,8 +192,29 @@ def public_step(net, X, Y):
     return net.step(X, Y, 1e-3, 1e-3, "l2")
 
 
+def peer_setup(benchmark, operation, backend, dtype, case):
+    """Skip (with the reason) a peer that is not installed or cannot express the case; else describe it."""
+    reason = peers.available(backend) or peers.cannot_express(backend, case.arch, operation)
+    if reason:
+        pytest.skip(reason)
+    describe(benchmark, operation, backend, dtype, case)
+
+
+def peer_check(benchmark, got, want, dtype, tol=PEER_TOL):
+    abs_err, rel_err = errors(got, want)
+    benchmark.extra_info.update(max_abs_err=abs_err, max_rel_err=rel_err)
+    assert rel_err <= tol[dtype], f"{benchmark.extra_info['backend']} disagrees with the reference: {rel_err:.3g}"
+
+
 def test_forward(benchmark, backend, dtype, case, compile_seconds):
-    X, _, theta = make_case(case, dtype)
+    X, Y, theta = make_case(case, dtype)
+    if backend in PEERS:
+        peer_setup(benchmark, "forward", backend, dtype, case)
+        forward = peers.SETUPS[backend](case.arch, theta, X, Y, 1e-3, 1e-3)[0]
+        want = reference.forward(case.arch, theta, X)
+        peer_check(benchmark, [np.asarray(forward()).reshape(want.shape)], [want], dtype)
+        benchmark(forward)
+        return
     impl, arch = BACKENDS[backend], case.arch
     prepare(benchmark, "forward", backend, dtype, case, compile_seconds, lambda: impl.forward(arch, theta, X[:3]))
     out = benchmark(impl.forward, arch, theta, X)
@@ -177,6 +227,15 @@ def test_step(benchmark, backend, dtype, case, compile_seconds):
     the minimal NumPy step called directly."""
     X, Y, theta = make_case(case, dtype)
     arch = case.arch
+    if backend in PEERS:
+        peer_setup(benchmark, "step", backend, dtype, case)
+        _, step, read = peers.SETUPS[backend](arch, theta.copy(), X, Y, 1.0, 1e-3)
+        step()                                 # at lr 1 the update is the gradient itself: compared with the reference's
+        _, gradient = reference.loss_and_gradients(arch, theta, X, Y, 1e-3, "l2")
+        n = arch.n_trained
+        peer_check(benchmark, [(theta.astype(np.float64) - read())[:n]], [gradient[:n]], dtype)
+        benchmark(peers.SETUPS[backend](arch, theta.copy(), X, Y, 1e-3, 1e-3)[1])
+        return
     if backend == "minimal":
         prepare(benchmark, "step", backend, dtype, case, compile_seconds, None)
         benchmark(minimal_numpy.step, arch, theta, X, Y, 1e-3, 1e-3, "l2")
@@ -210,6 +269,14 @@ def test_train_loop(benchmark, backend, dtype, case, compile_seconds):
     else:
         X, Y, theta = make_case(case, dtype)
     y = np.argmax(Y, axis=1)
+    if backend in PEERS:
+        peer_setup(benchmark, "train_loop", backend, dtype, case)
+        run = peer_train_loop(backend, arch, X, Y)
+        want = theta.copy()
+        run_train_loop(reference, arch, X, Y, y, want, case.N)
+        peer_check(benchmark, [run(theta.copy())], [want], dtype, TRAIN_TOL)
+        benchmark.pedantic(run, args=(theta.copy(),), rounds=5, iterations=1)
+        return
     impl = BACKENDS[backend]
     prepare(benchmark, "train_loop", backend, dtype, case, compile_seconds,
             lambda: run_train_loop(impl, arch, X, Y, y, theta.copy(), case.N))
@@ -219,3 +286,19 @@ def test_train_loop(benchmark, backend, dtype, case, compile_seconds):
         run_train_loop(reference, arch, X, Y, y, want, case.N)
         check(benchmark, [got], [want], TRAIN_TOL[dtype])
     benchmark.pedantic(run_train_loop, args=(impl, arch, X, Y, y, theta, case.N), rounds=5, iterations=1)
+
+
+def peer_train_loop(backend, arch, X, Y):
+    """theta -> theta after TRAIN_STEPS steps as run_train_loop takes them (lr 0.05, reg 1e-6): a Python
+    loop of eager steps (torch), or the whole loop under lax.scan inside jit (jax; compiled here)."""
+    if backend == "jax":
+        loop = peers.jax_train_loop(arch, TRAIN_STEPS, 0.05, 1e-6)
+        loop(np.zeros(arch.n_parameters, X.dtype), X, Y).block_until_ready()
+        return lambda theta: np.asarray(loop(theta, X, Y).block_until_ready())
+
+    def run(theta):
+        _, step, read = peers.SETUPS[backend](arch, theta, X, Y, 0.05, 1e-6)
+        for _ in range(TRAIN_STEPS):
+            step()
+        return read()
+    return run

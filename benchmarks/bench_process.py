@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import fastmlp
-from bench_fastmlp import Case, describe
+from bench_fastmlp import CE, Case, describe
 
 FIRST_STEP = r"""
 import json, sys, time
@@ -121,3 +121,108 @@ def test_article_run(benchmark, request, backend, steps):
     assert len(history.frame) == steps
     if steps == 1_000_000:
         assert benchmark.stats.stats.median < ARTICLE_RUN_FLOOR_S
+
+
+def jax_article_run(steps):
+    """The article's run in JAX as its users would write it fast: the steps and every step's accuracy
+    on all 300 points inside one jit-compiled lax.scan. Returns a function of the initial theta."""
+    import peers
+    jax = peers.jax_enable()
+    arch = Case(50, (2, 10, 2)).arch._replace(bias=False)
+    X, y = fastmlp.datasets.xor()
+    Y = fastmlp.one_hot(y, 2)
+    network, loss = peers.jax_functions(arch)
+    grad = jax.grad(lambda theta: loss(theta, X[:50], Y[:50], 1e-6))
+    n = arch.n_trained
+
+    @jax.jit
+    def run(theta):
+        def body(theta, _):
+            theta = theta.at[:n].add(-0.05 * grad(theta)[:n])
+            accuracy = (network(theta, X)[1].argmax(axis=1) == y).mean()
+            return theta, accuracy
+        return jax.lax.scan(body, theta, None, length=steps)
+    return run
+
+
+def test_article_run_jax(benchmark, request):
+    """The article's 1,000,000-step run (accuracy every step) with JAX's compiled loop, against the
+    numba row of test_article_run; the first 1,000 steps are checked against fastmlp's."""
+    _skip_if_disabled(request.config)
+    import peers
+    reason = peers.available("jax")
+    if reason:
+        pytest.skip(reason)
+    net = fastmlp.MLP((2, 10, 2), bias=False, seed=2017)
+    theta0 = net._theta.copy()
+    short = jax_article_run(1000)
+    theta_jax, accuracy = short(theta0)
+    history = net.fit(*fastmlp.datasets.xor(), lr=0.05, steps=1000, batch_size=50, reg=1e-6, eval_every=1,
+                      progress=False)
+    err = float(np.abs(np.asarray(theta_jax) - net._theta).max() / np.abs(net._theta).max())
+    assert err < 1e-9 and np.array_equal(np.asarray(accuracy), history.frame["accuracy"].to_numpy())
+    run = jax_article_run(1_000_000)
+    run(theta0)[0].block_until_ready()                        # compile outside the timing
+    benchmark.pedantic(lambda: run(theta0)[0].block_until_ready(), rounds=3)
+    describe(benchmark, "article_run_1M_steps", "jax", "float64", Case(50, (2, 10, 2)), max_rel_err=err)
+
+
+DIGITS_EPOCHS = 100
+
+
+def digits_split():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    X, y = load_digits(return_X_y=True)
+    return train_test_split(X / 16.0, y, random_state=0)
+
+
+def torch_digits_fit(X, y, X_test, y_test):
+    """64 -> 128 ReLU -> 10, Adam (lr 1e-3), batch 32, shuffled epochs, cross-entropy: the usual
+    PyTorch loop. Returns the test accuracy."""
+    import torch
+    import torch.nn.functional as F
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10)).double()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    for _ in range(DIGITS_EPOCHS):
+        order = torch.randperm(len(X))
+        for start in range(0, len(X), 32):
+            batch = order[start:start + 32]
+            loss = F.cross_entropy(model(Xt[batch]), yt[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    with torch.no_grad():
+        return float((model(torch.from_numpy(X_test)).argmax(1).numpy() == y_test).mean())
+
+
+@pytest.mark.parametrize("backend", ["numba", "sklearn", "torch"])
+def test_digits_to_trained_model(benchmark, request, backend):
+    """Time to a trained model: scikit-learn's digits, 64 -> 128 ReLU -> 10, Adam, batch 32, 100 epochs,
+    float64: fastmlp.MLPClassifier, scikit-learn's MLPClassifier (same parameters), a PyTorch loop."""
+    _skip_if_disabled(request.config)
+    import warnings
+    import peers
+    reason = peers.available("sklearn") or (backend == "torch" and peers.available("torch"))
+    if reason:
+        pytest.skip(reason)
+    X, X_test, y, y_test = digits_split()
+    params = dict(hidden_layer_sizes=(128,), batch_size=32, max_iter=DIGITS_EPOCHS, n_iter_no_change=DIGITS_EPOCHS,
+                  random_state=0)
+
+    def fit():
+        if backend == "torch":
+            return torch_digits_fit(X, y, X_test, y_test)
+        from sklearn import neural_network
+        import fastmlp.sklearn
+        module = fastmlp.sklearn if backend == "numba" else neural_network
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return module.MLPClassifier(**params).fit(X, y).score(X_test, y_test)
+
+    score = benchmark.pedantic(fit, rounds=3, warmup_rounds=1 if backend == "numba" else 0)
+    describe(benchmark, "digits_100_epochs", backend, "float64", Case(len(X), (64, 128, 10), **CE),
+             test_score=score)
+    assert score > 0.95

@@ -39,6 +39,7 @@ def compile_seconds():
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
     from fastmlp import results
+    from fastmlp.files import atomic_path
 
     rows = results.rows_from_benchmark_json(output_json)
     if rows.empty:
@@ -51,9 +52,13 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
         baseline = None
     merged = results.merge_results(rows, path)
     picture = results.speedup_plot(merged, path.with_name("speedup.png"))
+    summary = path.with_name("summary.md")
+    with atomic_path(summary) as tmp:
+        tmp.write_text(results.summary(merged))
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     write = reporter.write_line if reporter else print
-    write(f"\nfastmlp: wrote {len(rows)} rows into {path}" + (f" and {picture}" if picture else ""))
+    write(f"\nfastmlp: wrote {len(rows)} rows into {path}, {summary}" + (f" and {picture}" if picture else "")
+          + "; python -m fastmlp.results regenerates the README's tables")
     if baseline is not None:
         table = results.regression_table(rows, baseline)
         write("fastmlp: this run against the CSV before it (ratio > 1: slower now)")

@@ -68,8 +68,24 @@ def test_speedup_plot_writes_a_png(tmp_path):
     assert path.stat().st_size > 1000 and path.read_bytes()[:4] == b"\x89PNG"
 
 
+def test_fraction_of_peak_speed_table_and_summary_with_peers(tmp_path):
+    rows = results.rows_from_benchmark_json(fake_json(
+        [("numpy", 16, 2.0), ("numba", 16, 0.5), ("torch", 16, 1.5), ("jax", 16, 0.25)]))
+    rows["gflops"] = [1.0, 4.0, 4 / 3, 8.0]
+    peak = rows.iloc[:1].copy()
+    peak[["operation", "backend", "gflops", "sizes"]] = ["peak_gemm", "blas", 40.0, "2048-2048"]
+    merged = results.merge_results(pd.concat([rows, peak], ignore_index=True), tmp_path / "b.csv")
+    fractions = merged.set_index(["operation", "backend"])["fraction_of_peak"]
+    assert fractions[("step", "numba")] == pytest.approx(0.1) and np.isnan(fractions[("peak_gemm", "blas")])
+    table = results.speed_table(merged)
+    assert "| step 1,000 x (2, 16, 2) | 2,000 | 500 | 1,500 | 250 | 3.0x | 0.5x | 4.0x | 10% |" in table
+    summary = results.summary(merged)
+    assert "peak_gemm float64: 40.0 GFLOP/s" in summary
+    assert "| step 1,000 x (2, 16, 2) | jax | 3.0x | 0.5x | 4.0x | 10% |" in summary
+
+
 def test_readme_tables_are_generated_from_the_committed_csvs(tmp_path):
-    """The README's race table is what `python -m fastmlp.results` makes of results/race.csv."""
+    """The README's tables are what `python -m fastmlp.results` makes of results/*.csv."""
     import shutil
     root = pathlib.Path(__file__).resolve().parents[1]
     shutil.copy(root / "README.md", tmp_path / "README.md")
