@@ -352,3 +352,32 @@ def test_cached_callers_of_parallel_kernels_do_not_crash(tmp_path):
         run = subprocess.run([sys.executable, "-c", CACHED_PARALLEL_SCRIPT, what], env=env,
                              capture_output=True, text=True)
         assert run.returncode == 0, f"{what}: exit {run.returncode}\n{run.stderr[-2000:]}"
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_batches_split_into_parallel_groups_match_the_reference(dtype):
+    """A narrow network on a few hundred rows runs as two groups of rows (where BLAS's threads can be
+    limited), each with its own gradient buffer; the sum matches the reference."""
+    arch = Architecture((64, 128, 10), ("relu",), "softmax", "cross_entropy", True)
+    spec = kernels.spec_of(arch)
+    assert plan.layers_groups(300, spec[0], spec[6]) == spec[6]
+    assert plan.layers_groups(16, spec[0], spec[6]) == 1                     # too small to pay the fork
+    wide = Architecture((784, 256, 10), ("relu",), "softmax", "cross_entropy", True)
+    assert plan.layers_groups(300, kernels.spec_of(wide)[0], 2) == 1          # BLAS threads wide layers
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 64)).astype(dtype)
+    Y = np.eye(10, dtype=dtype)[rng.integers(0, 10, 300)]
+    theta = (rng.normal(size=arch.n_parameters) * 0.1).astype(dtype)
+    assert_kernels_match(arch, X, Y, theta, reg=0.1)
+
+
+def test_one_blas_thread_restores_the_count():
+    from fastmlp.kernels.blas import one_blas_thread, openblas_thread_functions
+    functions = openblas_thread_functions()
+    if functions is None:
+        pytest.skip("scipy's BLAS is not an OpenBLAS whose threads can be set")
+    get, set_ = functions
+    before = get()
+    with one_blas_thread():
+        assert get() == 1
+    assert get() == before

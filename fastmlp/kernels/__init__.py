@@ -19,6 +19,7 @@ training loop checks for them). Results agree with the reference to the toleranc
 "Tolerances", and are bitwise identical for any thread count.
 """
 
+import contextlib
 import functools
 import time
 
@@ -27,10 +28,12 @@ import numpy as np
 
 from ..loop import MONITORS
 from ..reference import PENALTIES
+from .blas import one_blas_thread, openblas_thread_functions
 from .fastmath import FAST, FUNCTION_CODES
 from .fused import FUSED_MAX_INPUTS, FUSED_MAX_OUTPUTS
 from .layers import LOSS_CODES
 from .loop import train_loop_compiled
+from .plan import layers_groups
 from .passes import forward_into, loss_and_gradients_into, new_scratch, penalty_value, step_into
 
 PENALTY_CODES = {name: code for code, name in enumerate(sorted(PENALTIES))}   # l1: 0, l2: 1
@@ -52,10 +55,20 @@ def is_fused(arch):
 
 @functools.lru_cache(maxsize=256)
 def spec_of(arch):
-    """The kernels' view of an Architecture: (sizes, codes, output, loss, bias, fused), see layers."""
+    """The kernels' view of an Architecture: (sizes, codes, output, loss, bias, fused, max_groups), see
+    layers. max_groups: 2 where BLAS's threads can be limited during a call (one_blas_thread), else 1."""
     sizes = np.array(arch.sizes, np.int64)
     codes = np.array([FUNCTION_CODES[a] for a in arch.activations], np.int64)
-    return (sizes, codes, FUNCTION_CODES[arch.output], LOSS_CODES[arch.loss], arch.bias, is_fused(arch))
+    max_groups = 2 if openblas_thread_functions() is not None else 1
+    return (sizes, codes, FUNCTION_CODES[arch.output], LOSS_CODES[arch.loss], arch.bias, is_fused(arch),
+            max_groups)
+
+
+def blas_threads_for(spec, rows):
+    """One BLAS thread while a layered batch of `rows` rows runs as parallel groups; else as it is."""
+    if spec[5] or layers_groups(rows, spec[0], spec[6]) == 1:
+        return contextlib.nullcontext()
+    return one_blas_thread()
 
 
 # -- the backend interface ------------------------------------------------------------------------------
@@ -75,14 +88,18 @@ def loss(arch, theta, X, Y, reg=0.0, penalty="l2"):
 def loss_and_gradients(arch, theta, X, Y, reg=0.0, penalty="l2"):
     """(loss, gradient): the loss at theta and its gradient, a flat vector like theta."""
     start_threads()
-    loss_value, gradient = loss_and_gradients_compiled(spec_of(arch), theta, X, Y, reg, PENALTY_CODES[penalty])
+    spec = spec_of(arch)
+    with blas_threads_for(spec, len(X)):
+        loss_value, gradient = loss_and_gradients_compiled(spec, theta, X, Y, reg, PENALTY_CODES[penalty])
     return float(loss_value), gradient
 
 
 def step(arch, theta, X, Y, lr, reg=0.0, penalty="l2"):
     """One gradient-descent step on theta in place; returns the loss before it."""
     start_threads()
-    return float(step_compiled(spec_of(arch), theta, X, Y, lr, reg, PENALTY_CODES[penalty]))
+    spec = spec_of(arch)
+    with blas_threads_for(spec, len(X)):
+        return float(step_compiled(spec, theta, X, Y, lr, reg, PENALTY_CODES[penalty]))
 
 
 def train_loop(arch, theta, data, settings, curves):
@@ -93,7 +110,9 @@ def train_loop(arch, theta, data, settings, curves):
     stopping = settings.stopping._replace(monitor=MONITORS[settings.stopping.monitor])
     settings = tuple(settings._replace(penalty=PENALTY_CODES[settings.penalty], stopping=tuple(stopping),
                                        optimizer=settings.optimizer.kernel_state()))
-    return train_loop_compiled(spec_of(arch), theta, data, settings, curves)
+    spec = spec_of(arch)
+    with blas_threads_for(spec, min(settings[0], len(data[0][0]))):
+        return train_loop_compiled(spec, theta, data, settings, curves)
 
 
 def _check_order(settings, rows):

@@ -9,9 +9,9 @@ A chunk of n rows goes through the layers sample-major. With h0 = the chunk's ro
                dLoss_db_l += column sums of dLoss_dz_l
                dLoss_dz_{l-1} = (dLoss_dz_l @ W_l.T) * f'_{l-1}(h_{l-1})
 
-The network arrives as `spec` = (sizes, codes, output, loss, bias, fused) with int64 arrays sizes
-(L + 1,) and codes (L - 1,) (the hidden activations, fastmath's codes), the output's and the loss's
-codes, and two flags; the parameters as the flat theta of fastmlp.architecture. The chunk's scratch
+The network arrives as `spec` = (sizes, codes, output, loss, bias, fused, max_groups) with int64 arrays
+sizes (L + 1,) and codes (L - 1,) (the hidden activations, fastmath's codes), the output's and the
+loss's codes, two flags, and how many parallel groups a batch may be split into (plan.layers_groups); the parameters as the flat theta of fastmlp.architecture. The chunk's scratch
 (layers_scratch) holds every layer's activations for `block` rows and two delta buffers, so memory is
 bounded by the chunk, whatever the batch.
 """
@@ -26,7 +26,7 @@ from .fastmath import (
     FAST, IDENTITY, SIGMOID, SOFTMAX, STRICT, activate_rows, exp_nonpositive, scale_by_derivative, sigmoid,
 )
 from .memory import aligned_empty
-from .plan import layers_plan
+from .plan import layers_groups, layers_plan
 
 MSE, CROSS_ENTROPY = 0, 1
 LOSS_CODES = {"mse": MSE, "cross_entropy": CROSS_ENTROPY}
@@ -202,21 +202,58 @@ def forward_into(spec, theta, X, Y, out, scratch):
 
 
 @nb.njit(**FAST)
-def gradients_into(spec, theta, X, Y, grad, scratch):
-    """Sets grad (flat, like theta) to the data loss's gradient for X, Y; returns the data loss."""
-    sizes = spec[0]
-    N = X.shape[0]
-    block = layers_plan(N, scratch_width_total(sizes))[0]
-    inv_N = X.dtype.type(1.0 / N)
-    grad[:] = 0
+def rows_gradients(spec, theta, X, Y, start, stop, inv_N, grad, scratch):
+    """Adds rows [start, stop)'s share of every gradient to grad, chunk after chunk; returns their data
+    loss times N. inv_N: 1 / the whole batch's N."""
+    block = layers_plan(stop - start, scratch_width_total(spec[0]))[0]
     total = 0.0
-    for r0 in range(0, N, block):
-        n = min(block, N - r0)
+    for r0 in range(start, stop, block):
+        n = min(block, stop - r0)
         Z = chunk_forward(spec, theta, X, r0, n, scratch)
         dZ = rows_view(scratch[1], 0, n, Z.shape[1])
         total += output_and_loss(spec, Z, Y, r0, inv_N, dZ, True)
         chunk_backward(spec, theta, X, r0, n, dZ, scratch, grad)
-    return total / N
+    return total
+
+
+@nb.njit(parallel=True, **FAST)
+def gradient_groups(sizes, codes, output, loss, bias, X, Y, theta, inv_N, grads, totals):
+    """Group g's rows (a contiguous share of the batch) into grads[g], on its own scratch."""
+    n_groups, N = totals.size, X.shape[0]
+    spec = (sizes, codes, output, loss, bias, False, n_groups)
+    for g in nb.prange(n_groups):
+        start, stop = g * N // n_groups, (g + 1) * N // n_groups
+        totals[g] = rows_gradients(spec, theta, X, Y, start, stop, inv_N, grads[g],
+                                   layers_scratch(sizes, stop - start, X.dtype))
+
+
+@nb.njit(**FAST)
+def gradients_in_groups(spec, theta, X, Y, inv_N, n_groups, grad):
+    """grad = the groups' gradient buffers summed in group order; returns the data loss times N. (A
+    parallel region called directly from gradients_into would slow its serial path, as in fused.)"""
+    grads = np.zeros((n_groups, theta.size), theta.dtype)
+    totals = np.zeros(n_groups)
+    sizes, codes, output, loss, bias, _, _ = spec
+    gradient_groups(sizes, codes, output, loss, bias, X, Y, theta, inv_N, grads, totals)
+    total = 0.0
+    for g in range(n_groups):
+        total += totals[g]
+        for k in range(grad.size):
+            grad[k] += grads[g, k]
+    return total
+
+
+@nb.njit(**FAST)
+def gradients_into(spec, theta, X, Y, grad, scratch):
+    """Sets grad (flat, like theta) to the data loss's gradient for X, Y; returns the data loss. Batches
+    that layers_groups splits run as groups in parallel; their buffers are summed in group order."""
+    N = X.shape[0]
+    inv_N = X.dtype.type(1.0 / N)
+    grad[:] = 0
+    n_groups = layers_groups(N, spec[0], spec[6])
+    if n_groups == 1:
+        return rows_gradients(spec, theta, X, Y, 0, N, inv_N, grad, scratch) / N
+    return gradients_in_groups(spec, theta, X, Y, inv_N, n_groups, grad) / N
 
 
 @nb.njit(inline="always", **STRICT)
