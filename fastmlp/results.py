@@ -85,13 +85,18 @@ def merge_results(new, path):
         old = pd.DataFrame(columns=COLUMNS)
     old = _with_architecture(old.reindex(columns=COLUMNS))
     if len(old):
-        replaced = pd.MultiIndex.from_frame(old[KEY].astype(str)).isin(
-            pd.MultiIndex.from_frame(new[KEY].astype(str)))
+        replaced = _keys(old).isin(_keys(new))
         old = old[~replaced]
     merged = pd.concat([old, new], ignore_index=True) if len(old) else new.copy()
+    merged = merged[~_keys(merged).duplicated(keep="last")]
     merged = add_fraction_of_peak(merged.sort_values(KEY, kind="stable").reset_index(drop=True))
     write_csv(merged[COLUMNS], path)
     return merged
+
+
+def _keys(frame):
+    """The rows' identities (KEY), with a missing value and an empty one alike (a CSV reads "" as NaN)."""
+    return pd.MultiIndex.from_frame(frame[KEY].astype(object).where(frame[KEY].notna(), "").astype(str))
 
 
 def _with_architecture(frame):
