@@ -102,3 +102,16 @@ def test_update_readme_replaces_only_its_section_and_needs_the_markers(tmp_path)
     with pytest.raises(ValueError, match="no <!-- speed:start -->"):
         results.update_readme(readme, {"speed": "x"})
     assert "| new |" in readme.read_text()
+
+
+def test_merge_identifies_rows_whose_empty_key_came_back_from_the_csv_as_missing(tmp_path):
+    """A row with an empty key column (activation of a network without hidden layer) read back from
+    the CSV as NaN is the same row as the new one with "": replaced, not kept twice."""
+    path = tmp_path / "benchmarks.csv"
+    rows = results.rows_from_benchmark_json(fake_json([("numba", 16, 0.5)]))
+    rows[["sizes", "activation"]] = ["2-2", ""]
+    results.merge_results(rows, path)
+    again = rows.copy()
+    again["median_s"] = 0.25
+    merged = results.merge_results(again, path)
+    assert len(merged) == 1 and pd.read_csv(path)["median_s"].tolist() == [0.25]
