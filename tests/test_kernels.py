@@ -21,7 +21,8 @@ TOL = {np.float64: 1e-12, np.float32: 1e-4}
 
 
 def rel_err(a, b):
-    return float(np.abs(np.asarray(a, np.float64) - b).max() / max(np.abs(b).max(), 1e-300))
+    """(A float32 scale of 0 against 1e-300 compares in float32, where 1e-300 is 0 too: hence float().)"""
+    return float(np.abs(np.asarray(a, np.float64) - b).max() / max(float(np.abs(b).max()), 1e-300))
 
 
 def assert_kernels_match(arch, X, Y, theta, reg=0.0, penalty="l2"):
