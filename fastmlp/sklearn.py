@@ -209,7 +209,11 @@ class _BaseMLP(BaseEstimator):
         batch_size = min(200, n) if self.batch_size == "auto" else int(np.clip(self.batch_size, 1, n))
         steps_per_epoch = math.ceil(n / batch_size)
         epochs = 1 if incremental else self.max_iter
-        if self._stopping is None or not incremental:
+        if not hasattr(self, "loss_curve_"):            # a warm start from an lbfgs fit
+            self.loss_curve_, self.validation_scores_ = [], [] if self.early_stopping else None
+            self.best_loss_ = None if self.early_stopping else np.inf
+            self.best_validation_score_ = -np.inf if self.early_stopping else None
+        if getattr(self, "_stopping", None) is None or not incremental:
             self._stopping = Stopping.start(
                 net._theta, "val_score" if self.early_stopping else "loss", self.tol, self.n_iter_no_change + 1,
                 restore_best=self.early_stopping,
