@@ -382,3 +382,20 @@ def test_one_blas_thread_restores_the_count():
     with one_blas_thread():
         assert get() == 1
     assert get() == before
+
+
+def test_one_blas_thread_nested_holders_restore_once():
+    """Overlapping holders (fits in two Python threads) leave the count as it was, not at 1."""
+    from fastmlp.kernels.blas import one_blas_thread, openblas_thread_functions
+    functions = openblas_thread_functions()
+    if functions is None:
+        pytest.skip("scipy's BLAS is not an OpenBLAS whose threads can be set")
+    get, _ = functions
+    before = get()
+    outer, inner = one_blas_thread(), one_blas_thread()
+    outer.__enter__()
+    inner.__enter__()
+    outer.__exit__(None, None, None)          # the first holder leaves first
+    assert get() == 1
+    inner.__exit__(None, None, None)
+    assert get() == before

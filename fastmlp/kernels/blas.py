@@ -13,6 +13,7 @@ row-major M is M.T, so it computes C.T = op(B).T @ op(A).T.
 import contextlib
 import ctypes
 import functools
+import threading
 
 import numba as nb
 from numba import types
@@ -77,19 +78,29 @@ def openblas_thread_functions():
     return None
 
 
+ONE_THREAD = {"lock": threading.Lock(), "holders": 0, "before": None}
+
+
 @contextlib.contextmanager
 def one_blas_thread():
     """BLAS on one thread for the duration: the layered path's parallel groups call it side by side,
     and OpenBLAS's own threads, started from two callers at once, stalled each other (a 256-row step at
-    (10, 64, 64, 1) took 6.7 ms instead of 0.14 ms). Restores the previous count."""
+    (10, 64, 64, 1) took 6.7 ms instead of 0.14 ms). The count is global: the first of overlapping
+    holders (fits in several Python threads) saves it and the last restores it."""
     functions = openblas_thread_functions()
     if functions is None:
         yield
         return
     get, set_ = functions
-    before = get()
-    set_(1)
+    with ONE_THREAD["lock"]:
+        if ONE_THREAD["holders"] == 0:
+            ONE_THREAD["before"] = get()
+            set_(1)
+        ONE_THREAD["holders"] += 1
     try:
         yield
     finally:
-        set_(before)
+        with ONE_THREAD["lock"]:
+            ONE_THREAD["holders"] -= 1
+            if ONE_THREAD["holders"] == 0:
+                set_(ONE_THREAD["before"])
