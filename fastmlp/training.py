@@ -101,13 +101,13 @@ def fit(net, X, y, *, lr, steps=None, epochs=None, batch_size=None, shuffle=Fals
         if not isinstance(flag, (bool, np.bool_)):
             raise TypeError(f"{name} must be True or False, got {flag!r}")
     validation = _check_eval_set(net, eval_set)
+    monitor = check_option("monitor", monitor, {"loss", "val_loss", "val_score"})
+    tol, patience = check_scalar("tol", tol), check_int("patience", patience)
     stopping = None
     if early_stopping:
-        check_option("monitor", monitor, {"loss", "val_loss", "val_score"})
         if monitor != "loss" and eval_set is None:
             raise ValueError(f"early_stopping with monitor={monitor!r} needs an eval_set")
-        stopping = Stopping.start(net._theta, monitor, check_scalar("tol", tol), check_int("patience", patience),
-                                  restore_best=True)
+        stopping = Stopping.start(net._theta, monitor, tol, patience, restore_best=True)
     rng = np.random.default_rng(check_seed("seed", seed))
     lrs = SCHEDULES[schedule](lr, decay, np.arange(steps, dtype=np.float64))
     settings = LoopSettings(batch_size, lrs, reg, penalty, clip_norm, eval_every, 0, False,

@@ -132,7 +132,8 @@ def test_divergence_raises_with_history(xor_data, backend):
     (dict(epochs=3), ValueError, "give exactly one of steps and epochs"),
     (dict(optimizer="rmsprop"), ValueError, "optimizer must be one of"),
     (dict(early_stopping=True), ValueError, "needs an eval_set"),
-    (dict(early_stopping=True, monitor="accuracy"), ValueError, "monitor must be one of"),
+    (dict(monitor="accuracy"), ValueError, "monitor must be one of"),
+    (dict(tol=-1.0), ValueError, "tol must be >= 0"),
     (dict(early_stopping=True, monitor="loss", patience=0), ValueError, "patience must be >= 1"),
     (dict(early_stopping="yes"), TypeError, "early_stopping must be True or False"),
 ])
