@@ -137,7 +137,9 @@ def check_array(name, a, *, ndim, dtype=None, shape=None):
                 )
     if dtype is None:
         dtype = arr.dtype.type if arr.dtype.type in (np.float32, np.float64) else np.float64
-    arr = np.require(arr, dtype=dtype, requirements=["C", "W"])    # read-only input (a memmap): a copy
+    flags = arr.flags
+    if arr.dtype != dtype or not (flags.c_contiguous and flags.writeable):
+        arr = np.require(arr, dtype=dtype, requirements=["C", "W"])    # read-only input (a memmap): a copy
     if not np.isfinite(arr).all():
         bad = np.argwhere(~np.isfinite(arr))[0]
         raise ValueError(f"{name} must be finite, found {arr[tuple(bad)]} at index {tuple(int(i) for i in bad)}")
