@@ -372,26 +372,18 @@ def test_batches_split_into_parallel_groups_match_the_reference(dtype):
     assert_kernels_match(arch, X, Y, theta, reg=0.1)
 
 
-def test_one_blas_thread_restores_the_count():
-    from fastmlp.kernels.blas import one_blas_thread, openblas_thread_functions
-    functions = openblas_thread_functions()
-    if functions is None:
-        pytest.skip("scipy's BLAS is not an OpenBLAS whose threads can be set")
-    get, set_ = functions
-    before = get()
-    with one_blas_thread():
-        assert get() == 1
-    assert get() == before
-
-
-def test_one_blas_thread_nested_holders_restore_once():
-    """Overlapping holders (fits in two Python threads) leave the count as it was, not at 1."""
+def test_one_blas_thread_restores_the_count_once_for_nested_holders():
+    """Held, BLAS runs on one thread; overlapping holders (fits in two Python threads) leave the count
+    as it was, not at 1, whichever leaves first."""
     from fastmlp.kernels.blas import one_blas_thread, openblas_thread_functions
     functions = openblas_thread_functions()
     if functions is None:
         pytest.skip("scipy's BLAS is not an OpenBLAS whose threads can be set")
     get, _ = functions
     before = get()
+    with one_blas_thread():
+        assert get() == 1
+    assert get() == before
     outer, inner = one_blas_thread(), one_blas_thread()
     outer.__enter__()
     inner.__enter__()
