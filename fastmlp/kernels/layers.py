@@ -11,9 +11,10 @@ A chunk of n rows goes through the layers sample-major. With h0 = the chunk's ro
 
 The network arrives as `spec` = (sizes, codes, output, loss, bias, fused, max_groups) with int64 arrays
 sizes (L + 1,) and codes (L - 1,) (the hidden activations, fastmath's codes), the output's and the
-loss's codes, two flags, and how many parallel groups a batch may be split into (plan.layers_groups); the parameters as the flat theta of fastmlp.architecture. The chunk's scratch
-(layers_scratch) holds every layer's activations for `block` rows and two delta buffers, so memory is
-bounded by the chunk, whatever the batch.
+loss's codes, two flags, and how many parallel groups a batch may be split into (plan.layers_groups);
+the parameters as the flat theta of fastmlp.architecture. The chunk's scratch (layers_scratch) holds
+every layer's activations for `block` rows and two delta buffers, so memory is bounded by the chunk,
+whatever the batch.
 """
 
 import math
