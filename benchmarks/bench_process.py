@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import fastmlp
+import minimal_numpy
 from bench_fastmlp import CE, Case, describe
 
 FIRST_STEP = r"""
@@ -225,3 +226,41 @@ def test_digits_to_trained_model(benchmark, request, backend):
     describe(benchmark, "digits_100_epochs", backend, "float64", Case(len(X), (64, 128, 10), **CE),
              test_score=score)
     assert score > 0.95
+
+
+FIT_EPOCHS = 20
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("backend", ["numba", "minimal"])
+def test_fit_epochs_of_small_batches(benchmark, request, backend, dtype):
+    """Per step, a fit of many small batches: digits-shaped data (1,797 rows of 64 inputs, 10 classes),
+    64 -> 128 ReLU -> 10 softmax with cross-entropy, SGD, batch 32, 20 shuffled epochs (1,140 steps),
+    one evaluation at the end: MLP.fit (numba) against a Python loop of the minimal NumPy step over
+    shuffled batches. Both take the same steps, so the ratio of the rows is the ratio per step."""
+    _skip_if_disabled(request.config)
+    rng = np.random.default_rng(0)
+    N = 1797
+    X = rng.normal(size=(N, 64)).astype(dtype)
+    y = rng.integers(0, 10, N)
+    Y = np.eye(10, dtype=dtype)[y]
+    net = fastmlp.MLP((64, 128, 10), activation="relu", output="softmax", loss="cross_entropy", init="glorot",
+                      dtype=dtype)
+    steps = FIT_EPOCHS * -(-N // 32)
+    theta0 = net._theta.copy()
+
+    def fit():
+        net._theta[...] = theta0
+        net.fit(X, y, lr=0.01, epochs=FIT_EPOCHS, batch_size=32, shuffle=True, seed=0, eval_every=steps,
+                progress=False)
+
+    def python_loop():
+        theta, order_rng = theta0.copy(), np.random.default_rng(0)
+        for _ in range(FIT_EPOCHS):
+            order = order_rng.permutation(N)
+            for start in range(0, N, 32):
+                rows = order[start:start + 32]
+                minimal_numpy.step(net._arch, theta, X[rows], Y[rows], 0.01)
+
+    benchmark.pedantic(fit if backend == "numba" else python_loop, rounds=5, warmup_rounds=1)
+    describe(benchmark, f"fit_{FIT_EPOCHS}_epochs_batch_32", backend, dtype, Case(N, (64, 128, 10), **CE))

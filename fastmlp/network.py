@@ -3,12 +3,12 @@
 import numpy as np
 
 from . import reference, training
-from .backends import BACKENDS, get_backend
+from .backends import BACKENDS, CHECKS_FINITE, get_backend
 from .files import atomic_path
 from .reference import PENALTIES
 from .validation import (
-    check_architecture, check_array, check_dtype, check_labels, check_option, check_scalar, check_seed,
-    check_targets,
+    check_architecture, check_array, check_dtype, check_finite, check_labels, check_option, check_scalar,
+    check_seed, check_targets,
 )
 
 DEFAULT_BACKEND = "numba"
@@ -85,6 +85,7 @@ class MLP:
     def backend(self, name):
         self._backend_name = check_option("backend", name, BACKENDS)
         self._backend = get_backend(name)
+        self._backend_checks_finite = name in CHECKS_FINITE
 
     @property
     def dtype(self):
@@ -130,13 +131,17 @@ class MLP:
 
     # -- checks of what users pass ------------------------------------------------------------------
 
-    def _check_X(self, X):
-        return check_array("X", X, ndim=2, dtype=self._dtype, shape=(None, self.sizes[0]))
+    def _check_X(self, X, finite=True):
+        return check_array("X", X, ndim=2, dtype=self._dtype, shape=(None, self.sizes[0]), finite=finite)
 
     def _check_XY(self, X, Y):
-        X = self._check_X(X)
-        Y = check_array("Y", Y, ndim=2, dtype=self._dtype, shape=(None, self.sizes[-1]))
+        """X and Y of forward, loss and step; their NaN/inf left to backends that check them in their
+        own pass (fastmlp.backends.CHECKS_FINITE)."""
+        finite = not self._backend_checks_finite
+        X = self._check_X(X, finite)
+        Y = check_array("Y", Y, ndim=2, dtype=self._dtype, shape=(None, self.sizes[-1]), finite=finite)
         if len(Y) != len(X):
+            check_finite("X", X)          # X's own errors first, on every backend
             raise ValueError(f"X and Y must have the same number of rows, got {len(X)} and {len(Y)}")
         return X, Y
 
@@ -156,7 +161,8 @@ class MLP:
 
     def forward(self, X):
         """The output layer h_L (N, O) for inputs X (N, D)."""
-        return self._backend.forward(self._arch, self._theta, self._check_X(X))
+        X = self._check_X(X, finite=not self._backend_checks_finite)
+        return self._backend.forward(self._arch, self._theta, X)
 
     def predict(self, X):
         """Class labels (N,) int64 for sigmoid/softmax outputs (argmax; one sigmoid output: 1 where it
@@ -166,7 +172,7 @@ class MLP:
     def score(self, X, y):
         """Accuracy of predict(X) against labels y for classification outputs; R^2 (as scikit-learn's
         r2_score) against targets y for identity."""
-        X = self._check_X(X)
+        X = self._check_X(X, finite=not self._backend_checks_finite)
         Y, labels = self._targets("y", y, len(X))
         h = self._backend.forward(self._arch, self._theta, X)        # X checked once
         return reference.score_from_output(self._arch, h, Y, labels)

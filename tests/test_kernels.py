@@ -12,7 +12,7 @@ from hypothesis import given, settings, strategies as st
 import fastmlp
 from fastmlp import kernels, reference
 from fastmlp.architecture import Architecture
-from fastmlp.kernels import certify, fused, plan
+from fastmlp.kernels import certify, fastmath, fused, plan
 from fastmlp.loop import LoopSettings
 from test_reference import architectures, random_problem
 
@@ -95,6 +95,20 @@ def test_fast_math_is_exact_and_clean_at_extremes(activation, dtype):
     p_k, p_r = kernels.forward(softmax, theta, X), reference.forward(softmax, theta, X)
     assert np.all(np.isfinite(p_k))
     assert rel_err(p_k, p_r) <= (4e-16 if dtype == np.float64 else 2e-7)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_all_finite_agrees_with_numpy(dtype):
+    """The bit test of every compiled entry point's input check, against np.isfinite: extremes that are
+    finite (the largest normal, subnormals, -0) and each non-finite value at every position."""
+    info = np.finfo(dtype)
+    finite = np.array([info.max, -info.max, info.tiny / 4, -0.0, 0.0, 1.0, info.tiny], dtype)
+    assert fastmath.all_finite(finite) and fastmath.all_finite(finite.reshape(7, 1))
+    for bad in (np.nan, np.inf, -np.inf, -np.nan):
+        for k in range(finite.size):
+            a = finite.copy()
+            a[k] = bad
+            assert not fastmath.all_finite(a) and not fastmath.all_finite(a.reshape(1, 7))
 
 
 def test_worked_example_through_numba(worked_example):

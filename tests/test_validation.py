@@ -46,6 +46,32 @@ def test_bad_Y(net, Y_bad, message):
         net.step(X, Y_bad, 0.1)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_any_non_finite_entry_is_named_and_changes_nothing(backend, dtype, bad):
+    """Every entry position (the numba backend finds them in its own compiled pass), on both paths
+    (fused and layered), for every function that takes X and Y."""
+    rng = np.random.default_rng(0)
+    for net in (fastmlp.MLP((3, 4, 2), backend=backend, dtype=dtype),
+                fastmlp.MLP((3, 5, 4, 2), backend=backend, dtype=dtype, activation="relu", output="softmax",
+                            loss="cross_entropy")):
+        before = [p.copy() for p in net.parameters]
+        X, Y = rng.standard_normal((37, 3)).astype(dtype), np.eye(2, dtype=dtype)[rng.integers(0, 2, 37)]
+        for name, array in (("X", X), ("Y", Y)):
+            for index in ((0, 0), (17, 1), (36, array.shape[1] - 1)):
+                A = array.copy()
+                A[index] = bad
+                XY = (A, Y) if name == "X" else (X, A)
+                message = rf"{name} must be finite, found {bad} at index \({index[0]}, {index[1]}\)"
+                calls = [lambda: net.step(*XY, 0.1), lambda: net.loss(*XY), lambda: net.loss_and_gradients(*XY)]
+                if name == "X":
+                    calls += [lambda: net.forward(A), lambda: net.predict(A), lambda: net.score(A, Y.argmax(1))]
+                for call in calls:
+                    with pytest.raises(ValueError, match=message):
+                        call()
+        assert all(np.array_equal(p, q) for p, q in zip(net.parameters, before))
+
+
 @pytest.mark.parametrize("y_bad, error, message", [
     ([0, 1, 2, 0], ValueError, r"y must hold labels in \[0, 2\)"),
     ([0, 1, 0], ValueError, r"y must have 4 labels"),

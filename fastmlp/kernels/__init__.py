@@ -21,6 +21,7 @@ training loop checks for them). Results agree with the reference to the toleranc
 
 import contextlib
 import functools
+import math
 import time
 
 import numba as nb
@@ -28,12 +29,13 @@ import numpy as np
 
 from ..loop import MONITORS
 from ..reference import PENALTIES
+from ..validation import check_finite
 from .blas import one_blas_thread, openblas_thread_functions
-from .fastmath import FAST, FUNCTION_CODES
+from .fastmath import FAST, FUNCTION_CODES, all_finite
 from .fused import FUSED_MAX_INPUTS, FUSED_MAX_OUTPUTS
 from .layers import LOSS_CODES
 from .loop import train_loop_compiled
-from .plan import layers_groups
+from .plan import split_rows
 from .passes import forward_into, loss_and_gradients_into, new_scratch, penalty_value, step_into
 
 PENALTY_CODES = {name: code for code, name in enumerate(sorted(PENALTIES))}   # l1: 0, l2: 1
@@ -43,7 +45,7 @@ PENALTY_CODES = {name: code for code, name in enumerate(sorted(PENALTIES))}   # 
 def start_threads():
     """Start Numba's thread pool, once per process. A cached function that calls a parallel one does
     not start it when loaded from the cache, and the parallel call then crashes (numba issue #8578);
-    get_num_threads() starts it. Every entry point below calls this first."""
+    get_num_threads() starts it. spec_of, where every entry point below starts, calls this."""
     nb.get_num_threads()
 
 
@@ -56,7 +58,9 @@ def is_fused(arch):
 @functools.lru_cache(maxsize=256)
 def spec_of(arch):
     """The kernels' view of an Architecture: (sizes, codes, output, loss, bias, fused, max_groups), see
-    layers. max_groups: 2 where BLAS's threads can be limited during a call (one_blas_thread), else 1."""
+    layers. max_groups: 2 where BLAS's threads can be limited during a call (one_blas_thread), else 1.
+    Every entry point below starts here, so this also starts Numba's threads (start_threads)."""
+    start_threads()
     sizes = np.array(arch.sizes, np.int64)
     codes = np.array([FUNCTION_CODES[a] for a in arch.activations], np.int64)
     max_groups = 2 if openblas_thread_functions() is not None else 1
@@ -64,54 +68,71 @@ def spec_of(arch):
             max_groups)
 
 
-def blas_threads_for(spec, rows):
+@functools.lru_cache(maxsize=256)
+def rows_to_split(arch):
+    """The fewest rows of a batch that the layered path runs as parallel groups (math.inf: never)."""
+    spec = spec_of(arch)
+    return math.inf if spec[5] or spec[6] == 1 else split_rows(spec[0])
+
+
+AS_IT_IS = contextlib.nullcontext()
+
+
+def blas_threads_for(arch, rows):
     """One BLAS thread while a layered batch of `rows` rows runs as parallel groups; else as it is."""
-    if spec[5] or layers_groups(rows, spec[0], spec[6]) == 1:
-        return contextlib.nullcontext()
-    return one_blas_thread()
+    return one_blas_thread() if rows >= rows_to_split(arch) else AS_IT_IS
+
+
+def raise_if_not_finite(finite, *named_arrays):
+    """The compiled entry points check their inputs for NaN/inf in the same call (fastmlp.backends)
+    and return whether they were finite; if not, raise validation's error naming the first bad entry."""
+    if not finite:
+        for name, a in named_arrays:
+            check_finite(name, a)
 
 
 # -- the backend interface ------------------------------------------------------------------------------
 
 def forward(arch, theta, X):
     """The network's output h_L (N, O)."""
-    start_threads()
-    return forward_compiled(spec_of(arch), theta, X)
+    finite, out = forward_compiled(spec_of(arch), theta, X)
+    raise_if_not_finite(finite, ("X", X))
+    return out
 
 
 def loss(arch, theta, X, Y, reg=0.0, penalty="l2"):
     """The data loss plus (reg / N) * penalty(weights), as a Python float."""
-    start_threads()
-    return float(loss_compiled(spec_of(arch), theta, X, Y, reg, PENALTY_CODES[penalty]))
+    finite, value = loss_compiled(spec_of(arch), theta, X, Y, reg, PENALTY_CODES[penalty])
+    raise_if_not_finite(finite, ("X", X), ("Y", Y))
+    return float(value)
 
 
 def loss_and_gradients(arch, theta, X, Y, reg=0.0, penalty="l2"):
     """(loss, gradient): the loss at theta and its gradient, a flat vector like theta."""
-    start_threads()
-    spec = spec_of(arch)
-    with blas_threads_for(spec, len(X)):
-        loss_value, gradient = loss_and_gradients_compiled(spec, theta, X, Y, reg, PENALTY_CODES[penalty])
-    return float(loss_value), gradient
+    with blas_threads_for(arch, len(X)):
+        finite, value, gradient = loss_and_gradients_compiled(spec_of(arch), theta, X, Y, reg,
+                                                              PENALTY_CODES[penalty])
+    raise_if_not_finite(finite, ("X", X), ("Y", Y))
+    return float(value), gradient
 
 
 def step(arch, theta, X, Y, lr, reg=0.0, penalty="l2"):
     """One gradient-descent step on theta in place; returns the loss before it."""
-    start_threads()
-    spec = spec_of(arch)
-    with blas_threads_for(spec, len(X)):
-        return float(step_compiled(spec, theta, X, Y, lr, reg, PENALTY_CODES[penalty]))
+    with blas_threads_for(arch, len(X)):
+        finite, value = step_compiled(spec_of(arch), theta, X, Y, lr, reg, PENALTY_CODES[penalty])
+    raise_if_not_finite(finite, ("X", X), ("Y", Y))
+    return float(value)
 
 
 def train_loop(arch, theta, data, settings, curves):
     """fastmlp.reference.train_loop in one compiled call (Python sees none of the steps)."""
-    start_threads()
+    spec = spec_of(arch)
     settings = settings.completed(theta, arch.n_trained)
     _check_order(settings, len(data[0][0]))
     stopping = settings.stopping._replace(monitor=MONITORS[settings.stopping.monitor])
     settings = tuple(settings._replace(penalty=PENALTY_CODES[settings.penalty], stopping=tuple(stopping),
                                        optimizer=settings.optimizer.kernel_state()))
-    spec = spec_of(arch)
-    with blas_threads_for(spec, min(settings[0], len(data[0][0]))):
+    with blas_threads_for(arch, min(settings[0], len(data[0][0]))):
         return train_loop_compiled(spec, theta, data, settings, curves)
 
 
@@ -124,34 +145,43 @@ def _check_order(settings, rows):
             raise ValueError(f"settings.order must hold {epochs} row orders of {rows} rows, got shape {order.shape}")
 
 
-# The wrappers' compiled halves: each makes its outputs and scratch inside, in one call from Python.
+# The wrappers' compiled halves: each checks its inputs for NaN/inf first (returning False, and
+# changing nothing, if one has any), then makes its outputs and scratch inside, in one call from Python.
 
 @nb.njit(**FAST)
 def forward_compiled(spec, theta, X):
     out = np.empty((X.shape[0], spec[0][-1]), X.dtype)
+    if not all_finite(X):
+        return False, out
     forward_into(spec, theta, X, X[:0], out, new_scratch(spec, theta, X, X.shape[0]))
-    return out
+    return True, out
 
 
 @nb.njit(**FAST)
 def loss_compiled(spec, theta, X, Y, reg, penalty):
+    if not (all_finite(X) and all_finite(Y)):
+        return False, np.nan
     out = np.empty((X.shape[0], spec[0][-1]), X.dtype)
     data_loss = forward_into(spec, theta, X, Y, out, new_scratch(spec, theta, X, X.shape[0]))
-    return data_loss + reg / X.shape[0] * penalty_value(spec, theta, penalty)
+    return True, data_loss + reg / X.shape[0] * penalty_value(spec, theta, penalty)
 
 
 @nb.njit(**FAST)
 def loss_and_gradients_compiled(spec, theta, X, Y, reg, penalty):
     grad = np.empty_like(theta)
+    if not (all_finite(X) and all_finite(Y)):
+        return False, np.nan, grad
     loss_value = loss_and_gradients_into(spec, theta, X, Y, reg, penalty, grad,
                                          new_scratch(spec, theta, X, X.shape[0]))
-    return loss_value, grad
+    return True, loss_value, grad
 
 
 @nb.njit(**FAST)
 def step_compiled(spec, theta, X, Y, lr, reg, penalty):
+    if not (all_finite(X) and all_finite(Y)):
+        return False, np.nan
     grad = np.empty_like(theta)
-    return step_into(spec, theta, X, Y, lr, reg, penalty, grad, new_scratch(spec, theta, X, X.shape[0]))
+    return True, step_into(spec, theta, X, Y, lr, reg, penalty, grad, new_scratch(spec, theta, X, X.shape[0]))
 
 
 def warmup(dtypes=("float64", "float32")):

@@ -1,4 +1,4 @@
-"""Vectorisable exp, sigmoid and tanh, and the activations by code.
+"""Vectorisable exp, sigmoid and tanh, the activations by code, and a finiteness check.
 
 Numba's exp is a scalar libm call here (no SVML), about 0.3 G elements/s per thread; these reach
 2-6 G/s because every step vectorises. All three are built on one exp of a non-positive argument:
@@ -259,3 +259,17 @@ def scale_by_derivative(D, H, code):
         for i in range(n):
             for j in range(width):
                 D[i, j] = D[i, j] if H[i, j] > zero else zero
+
+
+@nb.njit(**STRICT)
+def all_finite(a):
+    """Whether every entry of the C-contiguous array `a` is finite, in one vectorised pass: an entry is
+    NaN or +-inf exactly when all its exponent bits are set, as in inf's own bit pattern. (Integer
+    bits, since a float test such as sum(x - x) == 0 vectorises only with reassociation, which may
+    fold it to 0.)"""
+    flat = a.reshape(a.size)
+    exponent = float_bits(a.dtype.type(np.inf))
+    bad = 0
+    for k in range(flat.size):
+        bad |= (float_bits(flat[k]) & exponent) == exponent
+    return bad == 0

@@ -54,13 +54,22 @@ def group_rows(g, n_groups, n_chunks, block, N):
 @nb.njit(**STRICT)
 def layers_groups(N, sizes, max_groups):
     """How many groups (1, or max_groups when BLAS's threads can be limited) the layered path splits a
-    batch of N rows into, each with its own gradient buffer, summed in group order. Products of a
-    narrow network on a small batch are too small for BLAS to thread well; groups of rows on the
-    threads, each calling BLAS on one thread (blas.one_blas_thread), run them side by side (measured
-    at (128, 64, 128, 10): 74 us against 111 us). Below SPLIT_MIN_MACS multiply-adds per batch the fork
-    and join cost more than they save (38 us against 27 us at (32, 64, 128, 10)), and wide layers (more
-    than SPLIT_MAX_MACS multiply-adds per row) keep BLAS's own threads."""
+    batch of N rows into, each with its own gradient buffer, summed in group order: max_groups from
+    split_rows(sizes) rows on."""
+    return max_groups if N >= split_rows(sizes) else 1
+
+
+@nb.njit(**STRICT)
+def split_rows(sizes):
+    """The fewest rows of a batch that the layered path runs as groups (a huge number: never).
+    Products of a narrow network on a small batch are too small for BLAS to thread well; groups of rows
+    on the threads, each calling BLAS on one thread (blas.one_blas_thread), run them side by side
+    (measured at (128, 64, 128, 10): 74 us against 111 us). Below SPLIT_MIN_MACS multiply-adds per
+    batch the fork and join cost more than they save (38 us against 27 us at (32, 64, 128, 10)), and
+    wide layers (more than SPLIT_MAX_MACS multiply-adds per row) keep BLAS's own threads."""
     macs = 0
     for l in range(1, sizes.size):
         macs += sizes[l - 1] * sizes[l]
-    return max_groups if N * macs >= SPLIT_MIN_MACS and N >= 2 * LANES and macs <= SPLIT_MAX_MACS else 1
+    if macs > SPLIT_MAX_MACS:
+        return 1 << 62
+    return max(2 * LANES, (SPLIT_MIN_MACS + macs - 1) // macs)
