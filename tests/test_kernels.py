@@ -37,6 +37,12 @@ def assert_kernels_match(arch, X, Y, theta, reg=0.0, penalty="l2"):
     assert abs(loss_k - loss_r) / max(abs(loss_r), 1e-300) <= TOL[dtype]
     assert abs(kernels.loss(arch, theta, X, Y, reg, penalty) - loss_r) / max(abs(loss_r), 1e-300) <= TOL[dtype]
     assert rel_err(grad_k, grad_r) <= TOL[dtype]
+    # a step: small batches take it during the backward pass (layers.step_in_place), large ones after
+    theta_k, theta_r = theta.copy(), theta.copy()
+    loss_k = kernels.step(arch, theta_k, X, Y, 0.5, reg, penalty)
+    assert loss_k == pytest.approx(reference.step(arch, theta_r, X, Y, 0.5, reg, penalty), rel=TOL[dtype], abs=1e-300)
+    assert rel_err(theta_k, theta_r) <= TOL[dtype]
+    assert np.array_equal(theta_k[arch.n_trained:], theta[arch.n_trained:])    # no biases: they stay
 
 
 @settings(max_examples=60, deadline=None)

@@ -4,7 +4,7 @@ Numba's np.dot allocates its result on every call (and `G += np.dot(...)` a seco
 calls the same BLAS (scipy's, through numba's own numba_xxgemm helper, which numba resolves when it
 loads a cached function) as
 
-    C = op(A) @ op(B) + beta * C          op(M) = M or M.T;  beta 0 (overwrite) or 1 (accumulate)
+    C = alpha op(A) @ op(B) + beta C      op(M) = M or M.T;  beta 0 (overwrite) or 1 (accumulate)
 
 on C-contiguous row-major 2-D arrays (row slices of them included). BLAS is column-major, where a
 row-major M is M.T, so it computes C.T = op(B).T @ op(A).T.
@@ -34,12 +34,12 @@ NO, YES = ord("N"), ord("T")
 
 
 @nb.njit(**STRICT)
-def gemm(transpose_a, transpose_b, A, B, C, beta, scalars):
-    """C = op(A) @ op(B) + beta * C in place (beta 0 or 1). scalars: a (2,) array of C's dtype
-    holding [1, beta] (BLAS takes alpha and beta by pointer); it is overwritten."""
+def gemm(transpose_a, transpose_b, A, B, C, alpha, beta, scalars):
+    """C = alpha op(A) @ op(B) + beta C in place (beta 0 or 1). scalars: a (2,) array of C's dtype
+    holding [alpha, beta] (BLAS takes them by pointer); it is overwritten."""
     rows, cols = C.shape
     inner = A.shape[0] if transpose_a else A.shape[1]
-    scalars[0] = 1
+    scalars[0] = alpha
     scalars[1] = beta
     alpha_ptr = scalars[0:1].ctypes
     beta_ptr = scalars[1:2].ctypes

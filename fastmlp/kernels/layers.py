@@ -5,9 +5,13 @@ A chunk of n rows goes through the layers sample-major. With h0 = the chunk's ro
     forward    Z_l = h_{l-1} @ W_l                      (gemm, into the chunk's activations)
                h_l = f_l(Z_l + b_l)                     (in place, one vectorised loop per function)
     output     h_L, the loss, and dLoss_dz_L            (one pass per row: output_and_loss)
-    backward   dLoss_dW_l += h_{l-1}.T @ dLoss_dz_l     (gemm with beta = 1: straight into the gradient)
+    backward   dLoss_dz_{l-1} = (dLoss_dz_l @ W_l.T) * f'_{l-1}(h_{l-1})
+               dLoss_dW_l += h_{l-1}.T @ dLoss_dz_l     (gemm with beta = 1: straight into the gradient)
                dLoss_db_l += column sums of dLoss_dz_l
-               dLoss_dz_{l-1} = (dLoss_dz_l @ W_l.T) * f'_{l-1}(h_{l-1})
+
+A batch that is one chunk can also take its gradient-descent step during the backward pass, with no
+gradient buffer: W_l += -lr h_{l-1}.T @ dLoss_dz_l is the same gemm with alpha = -lr into W_l itself,
+once dLoss_dz_{l-1} has read W_l (step_in_place).
 
 The network arrives as `spec` = (sizes, codes, output, loss, bias, fused, max_groups) with int64 arrays
 sizes (L + 1,) and codes (L - 1,) (the hidden activations, fastmath's codes), the output's and the
@@ -88,7 +92,7 @@ def chunk_forward(spec, theta, X, r0, n, scratch):
     at = 0
     for l in range(1, L + 1):
         Z = rows_view(acts, at, n, sizes[l])
-        gemm(False, False, prev, weight_view(theta, sizes, l), Z, 0.0, scalars)
+        gemm(False, False, prev, weight_view(theta, sizes, l), Z, 1.0, 0.0, scalars)
         activate_rows(Z, bias_view(theta, sizes, l), codes[l - 1] if l < L else IDENTITY)
         prev = Z
         at += n * sizes[l]
@@ -153,33 +157,84 @@ def output_and_loss(spec, Z, Y, r0, inv_N, dZ, with_loss):
 
 
 @nb.njit(**FAST)
-def chunk_backward(spec, theta, X, r0, n, dZ_L, scratch, grad):
-    """Adds rows [r0, r0 + n)'s share of every gradient to grad (flat, like theta), from dLoss_dz_L
-    (n, O) (in scratch's delta_a) and the activations chunk_forward left."""
+def chunk_backward(spec, theta, X, r0, n, dZ_L, scratch, grad, descent):
+    """Walks the layers from L down, from dLoss_dz_L (n, O) (in scratch's delta_a) and the activations
+    chunk_forward left. descent = (lr, coef, penalty):
+
+      lr 0    adds rows [r0, r0 + n)'s share of every gradient to grad (flat, like theta);
+      lr > 0  the whole batch (one chunk) takes its gradient-descent step on theta in place and grad is
+              not used: W_l -= lr (coef dPenalty/dW_l + h_{l-1}.T @ dLoss_dz_l), and b_l -= lr times the
+              column sums of dLoss_dz_l if the network has biases.
+    Returns the penalty of the weights before the step (0 when lr is 0)."""
     sizes, codes = spec[0], spec[1]
     acts, delta_a, delta_b, scalars = scratch
+    lr, coef, penalty = descent
+    into, alpha = (theta, -lr) if lr > 0 else (grad, 1.0)
     L = sizes.size - 1
     at = 0
     for l in range(1, L):
         at += n * sizes[l]                      # where h_{L-1} ends
+    penalty_total = 0.0
     dZ = dZ_L
     for l in range(L, 0, -1):
         if l > 1:
             at -= n * sizes[l - 1]
             prev = rows_view(acts, at, n, sizes[l - 1])
-        else:
-            prev = X[r0:r0 + n]
-        gemm(True, False, prev, dZ, weight_view(grad, sizes, l), 1.0, scalars)
-        gb = bias_view(grad, sizes, l)
-        for i in range(n):
-            for j in range(sizes[l]):
-                gb[j] += dZ[i, j]
-        if l > 1:
             spare = delta_b if (L - l) % 2 == 0 else delta_a     # dZ_L is in delta_a
             dPrev = rows_view(spare, 0, n, sizes[l - 1])
-            gemm(False, True, dZ, weight_view(theta, sizes, l), dPrev, 0.0, scalars)
+            gemm(False, True, dZ, weight_view(theta, sizes, l), dPrev, 1.0, 0.0, scalars)
             scale_by_derivative(dPrev, prev, codes[l - 2])
+        else:
+            prev = X[r0:r0 + n]
+        W = weight_view(into, sizes, l)
+        if lr > 0:                  # also at coef 0: an infinite weight makes the loss NaN, as in the reference
+            flat = W.reshape(W.size)
+            penalty_total += add_penalty(flat, flat, -lr * coef, penalty)
+        gemm(True, False, prev, dZ, W, alpha, 1.0, scalars)
+        if lr == 0 or spec[4]:
+            b = bias_view(into, sizes, l)
+            a = dZ.dtype.type(alpha)
+            for i in range(n):
+                for j in range(sizes[l]):
+                    b[j] += a * dZ[i, j]
+        if l > 1:
             dZ = dPrev
+    return penalty_total
+
+
+@nb.njit(inline="always", **STRICT)
+def add_penalty(W, into, coef, penalty):
+    """into += coef * dPenalty/dW (l1, penalty 0: sign(W); l2, penalty 1: W) over flat arrays of one size
+    (into may be W itself); returns the penalty of W before (sum |W|, or sum W**2 / 2) in float64."""
+    total = 0.0
+    c = W.dtype.type(coef)
+    for k in range(W.size):
+        w = W[k]
+        if penalty == 0:
+            total += abs(w)
+            into[k] += c * np.sign(w)
+        else:
+            total += 0.5 * w * w
+            into[k] += c * w
+    return total
+
+
+@nb.njit(**FAST)
+def step_in_place(spec, theta, X, Y, lr, reg, penalty, scratch):
+    """One gradient-descent step on theta for a batch that is one chunk, taken during the backward pass
+    (chunk_backward with lr > 0); returns the loss before it."""
+    N = X.shape[0]
+    Z = chunk_forward(spec, theta, X, 0, N, scratch)
+    dZ = rows_view(scratch[1], 0, N, Z.shape[1])
+    data_loss = output_and_loss(spec, Z, Y, 0, X.dtype.type(1.0 / N), dZ, True) / N
+    penalty_total = chunk_backward(spec, theta, X, 0, N, dZ, scratch, theta, (lr, reg / N, penalty))
+    return data_loss + reg / N * penalty_total
+
+
+@nb.njit(**STRICT)
+def is_one_chunk(spec, N):
+    """Whether the layered path runs a batch of N rows as one chunk in one group (step_in_place's case)."""
+    return layers_plan(N, scratch_width_total(spec[0]))[1] == 1 and layers_groups(N, spec[0], spec[6]) == 1
 
 
 # -- a whole batch, chunk after chunk ---------------------------------------------------------------------
@@ -213,7 +268,7 @@ def rows_gradients(spec, theta, X, Y, start, stop, inv_N, grad, scratch):
         Z = chunk_forward(spec, theta, X, r0, n, scratch)
         dZ = rows_view(scratch[1], 0, n, Z.shape[1])
         total += output_and_loss(spec, Z, Y, r0, inv_N, dZ, True)
-        chunk_backward(spec, theta, X, r0, n, dZ, scratch, grad)
+        chunk_backward(spec, theta, X, r0, n, dZ, scratch, grad, (0.0, 0.0, 0))
     return total
 
 

@@ -85,28 +85,13 @@ def penalty_value(spec, theta, penalty):
     return total
 
 
-@nb.njit(inline="always", **STRICT)
-def add_penalty(spec, theta, grad, coef, penalty):
-    """grad += coef * sign(W) ("l1") or coef * W ("l2") over the weights; returns penalty_value."""
-    total = 0.0
-    if penalty == 0:
-        for k in range(n_weights(spec[0])):
-            grad[k] += coef * np.sign(theta[k])
-            total += abs(theta[k])
-    else:
-        for k in range(n_weights(spec[0])):
-            grad[k] += coef * theta[k]
-            total += 0.5 * theta[k] * theta[k]
-    return total
-
-
 @nb.njit(**FAST)
 def loss_and_gradients_into(spec, theta, X, Y, reg, penalty, grad, scratch):
     """The loss (float64) at theta; its gradient written into grad (flat, like theta)."""
     N = X.shape[0]
     data_loss = data_gradients_into(spec, theta, X, Y, grad, scratch)
-    penalty_total = add_penalty(spec, theta, grad, X.dtype.type(reg / N), penalty)
-    return data_loss + reg / N * penalty_total
+    n = n_weights(spec[0])
+    return data_loss + reg / N * layers.add_penalty(theta[:n], grad[:n], reg / N, penalty)
 
 
 @nb.njit(inline="always", **STRICT)
@@ -118,7 +103,10 @@ def update(theta, grad, lr, n):
 
 @nb.njit(**FAST)
 def step_into(spec, theta, X, Y, lr, reg, penalty, grad, scratch):
-    """One gradient-descent step in place (biases too if the network has them); returns the loss before it."""
+    """One gradient-descent step in place (biases too if the network has them); returns the loss before it.
+    A layered batch of one chunk takes it during the backward pass, with no gradient (grad unused)."""
+    if not spec[5] and layers.is_one_chunk(spec, X.shape[0]):
+        return layers.step_in_place(spec, theta, X, Y, lr, reg, penalty, scratch[1])
     loss = loss_and_gradients_into(spec, theta, X, Y, reg, penalty, grad, scratch)
     update(theta, grad, X.dtype.type(lr), n_trained(spec, theta))
     return loss
