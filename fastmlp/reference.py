@@ -308,10 +308,11 @@ def train_loop(arch, theta, data, settings, curves):
     (counted from the fit's start, step0 + t) trains on the next batch of its epoch, at rate lrs[t]
     (times the stopping rule's rate scale), through the optimizer; the gradient's global norm is clipped
     to clip_norm when clip_norm > 0. curves: (losses, grad_norms, scores, val_losses, val_scores),
-    float64 (steps,): the pre-update loss and gradient norm of step t (a non-finite one stops the loop
-    before the update) and, after the update on steps where (step0 + t + 1) % eval_every == 0 (and the
-    last if eval_last), the score on the evaluation set and the loss and score on the validation set;
-    then the stopping rule looks at its monitor.
+    float64 (steps,): the pre-update loss of step t (a non-finite loss or gradient norm stops the loop
+    before the update) and, on evaluation steps, those where (step0 + t + 1) % eval_every == 0 (and the
+    last if eval_last), its gradient norm and, after the update, the score on the evaluation set and the
+    loss and score on the validation set; then the stopping rule looks at its monitor. (Only evaluation
+    steps record the norm: the kernels take the other plain SGD steps with no gradient buffer.)
     """
     settings = settings.completed(theta, arch.n_trained)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):    # divergence is reported
@@ -333,14 +334,17 @@ def _train_steps(arch, theta, data, settings, curves):
             batch = order[epoch - first_epoch, batch]
         loss_value, gradient = loss_and_gradients(arch, theta, Xb[batch], Yb[batch], reg, penalty)
         grad_norm = np.sqrt(np.sum(gradient[:n].astype(np.float64) ** 2))
-        losses[t], grad_norms[t] = loss_value, grad_norm
+        evaluating = (step0 + t + 1) % eval_every == 0 or (eval_last and t == len(lrs) - 1)
+        losses[t] = loss_value
+        if evaluating:
+            grad_norms[t] = grad_norm
         if not (np.isfinite(loss_value) and np.isfinite(grad_norm)):
             return t
         if 0 < clip_norm < grad_norm:
             gradient *= theta.dtype.type(clip_norm / grad_norm)
         optimizer.update(theta[:n], gradient[:n], lrs[t] * stopping.state[LR_SCALE])
         loss_sum, rows_seen = loss_sum + loss_value * len(batch), rows_seen + len(batch)
-        if (step0 + t + 1) % eval_every == 0 or (eval_last and t == len(lrs) - 1):
+        if evaluating:
             if len(Xe):
                 scores[t] = score_from_output(arch, forward(arch, theta, Xe), Ye, ye)
             if len(Xv):

@@ -197,7 +197,9 @@ def test_bitwise_deterministic_across_threads_and_runs():
     Architecture((2, 8, 6, 3), ("tanh", "relu"), "softmax", "cross_entropy", True),
     Architecture((2, 9, 1), ("relu",), "identity", "mse", False),
 ], ids=["fused", "one-output", "deep-softmax", "regression"])
-def test_train_loop_matches_reference_loop(xor_data, arch):
+@pytest.mark.parametrize("clip_norm", [0.5, 0.0], ids=["clipped", "in-place"])
+def test_train_loop_matches_reference_loop(xor_data, arch, clip_norm):
+    """clip_norm 0: the layered networks' steps between evaluations run in place (layers.step_in_place)."""
     X, y, _ = xor_data
     O = arch.sizes[-1]
     if arch.output == "identity":
@@ -214,14 +216,15 @@ def test_train_loop_matches_reference_loop(xor_data, arch):
         theta = theta0.copy()
         out = tuple(np.full(500, np.nan) for _ in range(5))
         data = ((X, Y), (X, Y, y), (X[:100], Y[:100], y[:100]))
-        settings = LoopSettings(50, np.full(500, 0.5), 1e-3, "l2", 0.5, 7, 0, True)
+        settings = LoopSettings(50, np.full(500, 0.5), 1e-3, "l2", clip_norm, 7, 0, True)
         assert backend.train_loop(arch, theta, data, settings, out) == 500
         curves[name], thetas[name] = out, theta
     for a, b in zip(curves["numba"], curves["numpy"]):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(thetas["numba"], thetas["numpy"], rtol=1e-10, atol=1e-12)
-    scores = curves["numba"][2]
-    assert np.isfinite(scores[6]) and np.isnan(scores[5]) and np.isfinite(scores[-1])
+    for recorded_at_evaluations in curves["numba"][1:]:          # grad_norms, scores, val_losses, val_scores
+        assert np.isfinite(recorded_at_evaluations[6]) and np.isnan(recorded_at_evaluations[5])
+        assert np.isfinite(recorded_at_evaluations[-1])
 
 
 def exact_correct(X, y, W1, b1, W2, b2):

@@ -220,13 +220,16 @@ def add_penalty(W, into, coef, penalty):
 
 
 @nb.njit(**FAST)
-def step_in_place(spec, theta, X, Y, lr, reg, penalty, scratch):
+def step_in_place(spec, theta, X, Y, lr, reg, penalty, scratch, guard):
     """One gradient-descent step on theta for a batch that is one chunk, taken during the backward pass
-    (chunk_backward with lr > 0); returns the loss before it."""
+    (chunk_backward with lr > 0); returns the loss before it. guard: no step if the data loss is not
+    finite (the training loop stops there, before the update)."""
     N = X.shape[0]
     Z = chunk_forward(spec, theta, X, 0, N, scratch)
     dZ = rows_view(scratch[1], 0, N, Z.shape[1])
     data_loss = output_and_loss(spec, Z, Y, 0, X.dtype.type(1.0 / N), dZ, True) / N
+    if guard and not np.isfinite(data_loss):
+        return data_loss
     penalty_total = chunk_backward(spec, theta, X, 0, N, dZ, scratch, theta, (lr, reg / N, penalty))
     return data_loss + reg / N * penalty_total
 

@@ -1,7 +1,10 @@
 """Many training steps in one compiled call: fastmlp.reference.train_loop for any network, optimizer
 and stopping rule.
 
-The loop makes its scratch once, then runs on borrowed arrays (fastmlp.kernels.memory.borrowed):
+Plain SGD steps that neither clip nor evaluate, on a layered batch of one chunk, take their update
+during the backward pass (layers.step_in_place: no gradient buffer, no separate penalty, norm and
+update passes); the others compute the gradient, its norm, and then update. The loop makes its
+scratch once, then runs on borrowed arrays (fastmlp.kernels.memory.borrowed):
 numba counts references to every array a function is handed, slices or unpacks, with atomic
 instructions, and at the article's size that cost more than the step itself. The accuracy of the
 article's arrangement is certified rather than recomputed (fastmlp.kernels.certify).
@@ -10,8 +13,10 @@ article's arrangement is certified rather than recomputed (fastmlp.kernels.certi
 import numba as nb
 import numpy as np
 
+from ..optimizers import SGD_CODE
 from .certify import certified_correct, certified_setup
 from .fastmath import FAST, IDENTITY, STRICT
+from .layers import is_one_chunk, step_in_place
 from .memory import borrowed
 from .optimizers import update
 from .passes import (
@@ -155,6 +160,7 @@ def train_steps(spec, theta, data, settings, curves, buffers, certify):
     steps_per_epoch = (Nb + batch_size - 1) // batch_size
     first_epoch = step0 // steps_per_epoch
     n = n_trained(spec, theta)
+    in_place = optimizer[0] == SGD_CODE and clip_norm == 0 and not spec[5]
     loss_sum = 0.0
     rows_seen = 0
     for t in range(n_steps):
@@ -169,20 +175,28 @@ def train_steps(spec, theta, data, settings, curves, buffers, certify):
             X, Y = Xg[:stop - start], Yg[:stop - start]
         else:
             X, Y = Xb[start:stop], Yb[start:stop]
-        loss = loss_and_gradients_into(spec, theta, X, Y, reg, penalty, grad, scratch)
-        grad_norm = np.sqrt(squared_norm(grad, n))
-        losses[t] = loss
-        grad_norms[t] = grad_norm
-        if not (np.isfinite(loss) and np.isfinite(grad_norm)):
-            return t
-        if 0 < clip_norm < grad_norm:
-            scale = Xb.dtype.type(clip_norm / grad_norm)
-            for k in range(n):
-                grad[k] *= scale
-        update(optimizer, theta, grad, lrs[t] * lr_scale, n)
+        evaluating = (step0 + t + 1) % eval_every == 0 or (eval_last and t == n_steps - 1)
+        if in_place and not evaluating and is_one_chunk(spec, stop - start):
+            loss = step_in_place(spec, theta, X, Y, lrs[t] * lr_scale, reg, penalty, scratch[1], True)
+            losses[t] = loss
+            if not np.isfinite(loss):
+                return t
+        else:
+            loss = loss_and_gradients_into(spec, theta, X, Y, reg, penalty, grad, scratch)
+            grad_norm = np.sqrt(squared_norm(grad, n))
+            losses[t] = loss
+            if evaluating:
+                grad_norms[t] = grad_norm
+            if not (np.isfinite(loss) and np.isfinite(grad_norm)):
+                return t
+            if 0 < clip_norm < grad_norm:
+                scale = Xb.dtype.type(clip_norm / grad_norm)
+                for k in range(n):
+                    grad[k] *= scale
+            update(optimizer, theta, grad, lrs[t] * lr_scale, n)
         loss_sum += loss * (stop - start)
         rows_seen += stop - start
-        if (step0 + t + 1) % eval_every == 0 or (eval_last and t == n_steps - 1):
+        if evaluating:
             if certify:
                 W1, b1, W2, b2 = article_views(spec, theta)
                 scores[t] = certified_correct(certified, Xe, ye, W1, b1, W2, b2) / Xe.shape[0]

@@ -106,7 +106,7 @@ def step_into(spec, theta, X, Y, lr, reg, penalty, grad, scratch):
     """One gradient-descent step in place (biases too if the network has them); returns the loss before it.
     A layered batch of one chunk takes it during the backward pass, with no gradient (grad unused)."""
     if not spec[5] and layers.is_one_chunk(spec, X.shape[0]):
-        return layers.step_in_place(spec, theta, X, Y, lr, reg, penalty, scratch[1])
+        return layers.step_in_place(spec, theta, X, Y, lr, reg, penalty, scratch[1], False)
     loss = loss_and_gradients_into(spec, theta, X, Y, reg, penalty, grad, scratch)
     update(theta, grad, X.dtype.type(lr), n_trained(spec, theta))
     return loss
