@@ -385,7 +385,7 @@ def test_batches_split_into_parallel_groups_match_the_reference(dtype):
     arch = Architecture((64, 128, 10), ("relu",), "softmax", "cross_entropy", True)
     spec = kernels.spec_of(arch)
     assert plan.layers_groups(300, spec[0], spec[6]) == spec[6]
-    assert plan.layers_groups(16, spec[0], spec[6]) == 1                     # too small to pay the fork
+    assert plan.layers_groups(64, spec[0], spec[6]) == 1                     # too small to pay the fork
     wide = Architecture((784, 256, 10), ("relu",), "softmax", "cross_entropy", True)
     assert plan.layers_groups(300, kernels.spec_of(wide)[0], 2) == 1          # BLAS threads wide layers
     rng = np.random.default_rng(3)

@@ -180,8 +180,7 @@ def loss_and_gradients_compiled(spec, theta, X, Y, reg, penalty):
 def step_compiled(spec, theta, X, Y, lr, reg, penalty):
     if not (all_finite(X) and all_finite(Y)):
         return False, np.nan
-    grad = np.empty_like(theta)
-    return True, step_into(spec, theta, X, Y, lr, reg, penalty, grad, new_scratch(spec, theta, X, X.shape[0]))
+    return True, step_into(spec, theta, X, Y, lr, reg, penalty, new_scratch(spec, theta, X, X.shape[0]))
 
 
 def warmup(dtypes=("float64", "float32")):

@@ -14,7 +14,7 @@ MAX_GROUPS = 64                # most gradient buffers summed per step
 GROUP_BUFFER_BYTES = 32 << 20  # and at most this much memory for them
 LAYER_CHUNK_ENTRIES = 1 << 18  # a layered chunk's activations: rows x (sum of widths), at most this
 LAYER_MAX_ROWS = 256           # and at most this many rows (see layers_plan)
-SPLIT_MIN_MACS = 600_000       # layered batches of at least this many multiply-adds run as groups ...
+SPLIT_MIN_MACS = 1_100_000     # layered batches of at least this many multiply-adds run as groups ...
 SPLIT_MAX_MACS = 65536         # ... when a row costs at most this many (see layers_groups)
 
 
@@ -63,10 +63,12 @@ def layers_groups(N, sizes, max_groups):
 def split_rows(sizes):
     """The fewest rows of a batch that the layered path runs as groups (a huge number: never).
     Products of a narrow network on a small batch are too small for BLAS to thread well; groups of rows
-    on the threads, each calling BLAS on one thread (blas.one_blas_thread), run them side by side
-    (measured at (128, 64, 128, 10): 74 us against 111 us). Below SPLIT_MIN_MACS multiply-adds per
-    batch the fork and join cost more than they save (38 us against 27 us at (32, 64, 128, 10)), and
-    wide layers (more than SPLIT_MAX_MACS multiply-adds per row) keep BLAS's own threads."""
+    on the threads, each calling BLAS on one thread (blas.one_blas_thread), run them side by side.
+    Below SPLIT_MIN_MACS multiply-adds per batch one chunk stepping in place (layers.step_in_place)
+    is faster than the fork, the join and the groups' gradient buffers: measured at (N, 64, 128, 10)
+    float64 on a 2-core Xeon, in place against groups, 53 against 59 us at N = 64, 85 against 99 at 96,
+    even at 112, 114 against 91 at 128 (float32: 27 against 51 at 64, even at 128). Wide layers (more
+    than SPLIT_MAX_MACS multiply-adds per row) keep BLAS's own threads."""
     macs = 0
     for l in range(1, sizes.size):
         macs += sizes[l - 1] * sizes[l]
