@@ -35,9 +35,10 @@ def layers_plan(N, width_total):
     layer widths) hold at most LAYER_CHUNK_ENTRIES numbers; one group, since BLAS threads itself.
 
     A chunk's rows are the inner dimension of its gradient products (dW = h.T @ dz). OpenBLAS splits a
-    long inner dimension differently with 1 and 2 threads (measured: 976 rows gave other bits, up to
-    512 the same), so chunks stay at LAYER_MAX_ROWS rows: within one of BLAS's inner blocks, the
-    gradient's bits do not depend on its thread count."""
+    long inner dimension differently with 1 and 2 threads (measured: other bits from 976 rows with its
+    Zen kernel, from 512 with its SkylakeX kernel; 496-row chunks ran 5% faster at (4096, 784, 512,
+    512, 10)), so chunks stay at LAYER_MAX_ROWS rows: within one of BLAS's inner blocks, the
+    gradient's bits do not depend on its thread count (tests/test_kernels.py checks a wide network)."""
     block = max(LANES, LAYER_CHUNK_ENTRIES // width_total // LANES * LANES)
     block = min(block, LAYER_MAX_ROWS, N)
     return block, (N + block - 1) // block
