@@ -176,11 +176,11 @@ deep = fastmlp.MLP((40, 128, 64, 64, 10), seed=0, activation="relu", output="sof
 X = rng.normal(size=(5000, 40)); y = rng.integers(0, 10, 5000)
 deep.step(X, fastmlp.one_hot(y, 10), lr=0.1, reg=0.01)
 deep.fit(X, y, lr=0.05, steps=60, batch_size=256, shuffle=True, seed=1, progress=False)
-wide = []                       # layers wide enough to keep BLAS's own threads: chunks fix its inner blocks
+wide = []                       # layers wide enough to keep BLAS's own threads: gemm fixes its inner blocks
 for dtype in ("float64", "float32"):
-    net_w = fastmlp.MLP((300, 512, 10), seed=0, activation="relu", output="softmax", loss="cross_entropy",
+    net_w = fastmlp.MLP((784, 1024, 10), seed=0, activation="relu", output="softmax", loss="cross_entropy",
                         init="he", dtype=dtype)
-    X = rng.normal(size=(2000, 300)).astype(dtype); y = rng.integers(0, 10, 2000)
+    X = rng.normal(size=(2000, 784)).astype(dtype); y = rng.integers(0, 10, 2000)
     net_w.step(X, fastmlp.one_hot(y, 10).astype(dtype), lr=0.1)
     wide.append(net_w._theta.tobytes().hex())
 print(json.dumps([one, [p.tobytes().hex() for p in net.parameters + deep.parameters], wide]))
