@@ -81,7 +81,10 @@ def pytest_generate_tests(metafunc):
     grid = metafunc.config.getoption("--fastmlp-grid") or (
         "small" if metafunc.config.getoption("benchmark_disable", False) else "default")
     if "case" in metafunc.fixturenames:
-        cases = TRAIN_SHAPES[grid] if metafunc.function.__name__ == "test_train_loop" else GRIDS[grid]
+        cases = {"test_train_loop": TRAIN_SHAPES[grid], "test_interleaved": INTERLEAVED,
+                 "test_step_one_thread": WIDE + BRICKS}.get(metafunc.function.__name__, GRIDS[grid])
+        if grid == "small" and cases is not GRIDS[grid]:
+            cases = cases[:1]
         metafunc.parametrize("case", cases, ids=[c.id for c in cases])
     if "backend" in metafunc.fixturenames:
         backends = [*BACKENDS, *PEERS] if metafunc.function.__name__ != "test_train_loop" else [
@@ -251,6 +254,57 @@ def test_step(benchmark, backend, dtype, case, compile_seconds):
         loss_r, grad_r = reference.loss_and_gradients(arch, theta, X, Y, 1e-3, "l2")
         check(benchmark, [np.array(loss_k), grad_k], [np.array(loss_r), grad_r], TOL[dtype])
     benchmark(public_step, net, X, Y)
+
+
+INTERLEAVED = [Case(32, (64, 128, 10), **CE), Case(128, (64, 128, 10), **CE),
+               Case(1024, (20, 64, 64, 64, 1), activation="relu", output="identity"), Case(4096, (784, 512, 10))]
+INTERLEAVED_ROUNDS = 100
+
+
+@pytest.mark.parametrize("side", ["numba", "minimal"])
+def test_interleaved(benchmark, side, case, compile_seconds):
+    """A program that mixes NumPy and fastmlp: one minimal NumPy step, then one public fastmlp step, in
+    turn; the row times `side`'s step only (the other one runs, untimed, before each round), and
+    alone_median_s is the same step's median run alone just before, in the same test. Their ratio
+    is what a mixed program costs: thread pools that spin after their work take the other's cores."""
+    dtype = "float64"
+    X, Y, theta = make_case(case, dtype)
+    arch = case.arch
+    net = fastmlp.MLP(case.sizes, dtype=dtype, activation=arch.activations, output=arch.output, loss=arch.loss)
+    prepare(benchmark, "interleaved", side, dtype, case, compile_seconds, lambda: public_step(net, X[:3], Y[:3]))
+    net._theta[...] = theta
+    numpy_theta = theta.copy()
+    steps = {"numba": lambda: public_step(net, X, Y),
+             "minimal": lambda: minimal_numpy.step(arch, numpy_theta, X, Y, 1e-3, 1e-3, "l2")}
+    timed, other = steps[side], steps["minimal" if side == "numba" else "numba"]
+    rounds = max(5, min(INTERLEAVED_ROUNDS, int(2e8 / step_flops(case))))
+    alone = []
+    for _ in range(rounds + 2):
+        start = time.perf_counter()
+        timed()
+        alone.append(time.perf_counter() - start)
+    benchmark.extra_info["alone_median_s"] = float(np.median(alone[2:]))
+
+    def setup():                # untimed before each round; returns None (pytest-benchmark reads a
+        other()                 # returned value as the target's arguments)
+    benchmark.pedantic(timed, setup=setup, rounds=rounds, iterations=1, warmup_rounds=2)
+
+
+def test_step_one_thread(benchmark, dtype, case, compile_seconds):
+    """The public numba step with Numba held to one thread (the rows of test_step have all of them):
+    what a second core buys at each size. Same bits either way (tests/test_kernels.py)."""
+    X, Y, theta = make_case(case, dtype)
+    arch = case.arch
+    net = fastmlp.MLP(case.sizes, dtype=dtype, activation=arch.activations, output=arch.output, loss=arch.loss)
+    prepare(benchmark, "step", "numba", dtype, case, compile_seconds, lambda: public_step(net, X[:3], Y[:3]))
+    net._theta[...] = theta
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        benchmark.extra_info["threads"] = 1
+        benchmark(public_step, net, X, Y)
+    finally:
+        numba.set_num_threads(before)
 
 
 def run_train_loop(impl, arch, X, Y, y, theta, batch):

@@ -17,7 +17,8 @@ ARCHITECTURE = ["n_inputs", "n_hidden", "n_outputs"]      # sizes' first three n
 COLUMNS = KEY + ARCHITECTURE + [
     "rounds", "min_s", "median_s", "mean_s", "stddev_s", "iqr_s", "speedup_vs_reference",
     "speedup_vs_minimal", "gflops", "fraction_of_peak",
-    "max_abs_err", "max_rel_err", "test_score", "compile_s", "first_step_s", "import_s", "peak_rss_growth_mb", "cpu", "blas", "numpy_version", "numba_version",
+    "max_abs_err", "max_rel_err", "test_score", "compile_s", "first_step_s", "import_s", "peak_rss_growth_mb",
+    "alone_median_s", "cpu", "blas", "numpy_version", "numba_version",
     "commit", "timestamp",
 ]
 
@@ -41,7 +42,7 @@ def rows_from_benchmark_json(output_json):
             max_rel_err=info.get("max_rel_err"), test_score=info.get("test_score"),
             compile_s=info.get("compile_s"),
             first_step_s=info.get("first_step_s"), import_s=info.get("import_s"),
-            peak_rss_growth_mb=info.get("peak_rss_growth_mb"), cpu=cpu,
+            peak_rss_growth_mb=info.get("peak_rss_growth_mb"), alone_median_s=info.get("alone_median_s"), cpu=cpu,
             blas=info.get("blas"), numpy_version=info.get("numpy_version"),
             numba_version=info.get("numba_version"),
             commit=(commit.get("id") or "")[:12] + ("+dirty" if commit.get("dirty") else ""),

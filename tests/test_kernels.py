@@ -162,40 +162,59 @@ def test_hundred_fit_steps_agree_on_random_networks(arch, dtype, seed):
 
 
 DETERMINISM_SCRIPT = """
-import json, numpy as np, fastmlp
+import hashlib, json, numpy as np, fastmlp
+digest = lambda *arrays: hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)).hexdigest()
 rng = np.random.default_rng(0)
-X = rng.normal(size=(20000, 2)); y = (X[:, 0] * X[:, 1] > 0).astype(int)
-net = fastmlp.MLP((2, 64, 2), seed=0, backend="numba")
-Y = fastmlp.one_hot(y, 2)
+out = {}
+# the article's network (fused path): forward and steps on a batch cut into many parallel groups
+X = rng.normal(size=(20000, 2)); y = (X[:, 0] * X[:, 1] > 0).astype(int); Y = fastmlp.one_hot(y, 2)
+net = fastmlp.MLP((2, 64, 2), seed=0)
+out["article forward"] = digest(net.forward(X))
 net.step(X, Y, lr=1.0)
-one = [p.tobytes().hex() for p in net.parameters]
-for _ in range(200):
+for _ in range(20):
     net.step(X[:3000], Y[:3000], lr=1.0, reg=0.01)
-deep = fastmlp.MLP((40, 128, 64, 64, 10), seed=0, activation="relu", output="softmax",
-                   loss="cross_entropy", init="he", backend="numba")
+out["article steps"] = digest(*net.parameters)
+# a deep network (layered path, narrow layers: groups of rows), a step and a minibatch fit with Adam
 X = rng.normal(size=(5000, 40)); y = rng.integers(0, 10, 5000)
+deep = fastmlp.MLP((40, 128, 64, 64, 10), seed=0, activation="relu", output="softmax",
+                   loss="cross_entropy", init="he")
 deep.step(X, fastmlp.one_hot(y, 10), lr=0.1, reg=0.01)
-deep.fit(X, y, lr=0.05, steps=60, batch_size=256, shuffle=True, seed=1, progress=False)
-wide = []                       # layers wide enough to keep BLAS's own threads: gemm fixes its inner blocks
+out["deep forward"] = digest(deep.forward(X))
+deep.fit(X, y, lr=1e-3, epochs=2, batch_size=256, optimizer="adam", shuffle=True, seed=1, progress=False)
+out["deep fit"] = digest(*deep.parameters)
+# a wide input layer (long inner dimensions), both dtypes: forward, step, a minibatch fit with momentum
 for dtype in ("float64", "float32"):
-    net_w = fastmlp.MLP((784, 1024, 10), seed=0, activation="relu", output="softmax", loss="cross_entropy",
-                        init="he", dtype=dtype)
+    wide = fastmlp.MLP((784, 1024, 10), seed=0, activation="relu", output="softmax", loss="cross_entropy",
+                       init="he", dtype=dtype)
     X = rng.normal(size=(2000, 784)).astype(dtype); y = rng.integers(0, 10, 2000)
-    net_w.step(X, fastmlp.one_hot(y, 10).astype(dtype), lr=0.1)
-    wide.append(net_w._theta.tobytes().hex())
-print(json.dumps([one, [p.tobytes().hex() for p in net.parameters + deep.parameters], wide]))
+    out[f"wide {dtype} forward"] = digest(wide.forward(X))
+    wide.step(X, fastmlp.one_hot(y, 10).astype(dtype), lr=0.1)
+    out[f"wide {dtype} step"] = digest(*wide.parameters)
+    wide.fit(X[:600], y[:600], lr=0.01, epochs=1, batch_size=200, optimizer="momentum", progress=False)
+    out[f"wide {dtype} fit"] = digest(*wide.parameters)
+print(json.dumps(out))
 """
+POOLS = ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
 
 
 def test_bitwise_deterministic_across_threads_and_runs():
-    """Numba's and BLAS's thread counts both 1, then both 2 (twice): the same bits."""
+    """Every pool's thread count, 1 or 2, together and one at a time, and a second run: the same bits
+    of forward, step and fit, on the fused path and on narrow, deep and wide layered networks. The
+    guarantee comes from the construction (kernels.plan: the cut follows the shapes; kernels.blas:
+    BLAS runs on one thread inside every call), not from one BLAS kernel's blocking; the test runs
+    with whatever OpenBLAS kernel this machine picks (OPENBLAS_CORETYPE is left as it is)."""
+    settings = [dict.fromkeys(POOLS, "2"), dict.fromkeys(POOLS, "1")]
+    settings += [dict(dict.fromkeys(POOLS, "2"), **{pool: "1"}) for pool in POOLS]
+    settings += [dict.fromkeys(POOLS, "2")]                                  # run to run
     outputs = []
-    for threads in ("1", "2", "2"):
-        env = dict(os.environ, NUMBA_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, OMP_NUM_THREADS=threads)
-        out = subprocess.run([sys.executable, "-c", DETERMINISM_SCRIPT], env=env, check=True,
-                             capture_output=True, text=True).stdout
-        outputs.append(json.loads(out))
-    assert outputs[0] == outputs[1] == outputs[2]
+    for threads in settings:
+        run = subprocess.run([sys.executable, "-c", DETERMINISM_SCRIPT], env=dict(os.environ, **threads),
+                             capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr[-2000:]
+        outputs.append(json.loads(run.stdout))
+    for threads, out in zip(settings[1:], outputs[1:]):
+        differ = [what for what in out if out[what] != outputs[0][what]]
+        assert not differ, f"other bits with {threads} than with {settings[0]}: {differ}"
 
 
 @pytest.mark.parametrize("arch", [
@@ -385,21 +404,68 @@ def test_cached_callers_of_parallel_kernels_do_not_crash(tmp_path):
         assert run.returncode == 0, f"{what}: exit {run.returncode}\n{run.stderr[-2000:]}"
 
 
+@pytest.mark.parametrize("arch, N", [
+    (Architecture((64, 128, 10), ("relu",), "softmax", "cross_entropy", True), 300),    # narrow: 4 groups
+    (Architecture((784, 64, 10), ("relu",), "softmax", "cross_entropy", True), 200),    # wide input: 2
+    (Architecture((5, 16, 16, 1), ("tanh", "tanh"), "identity", "mse", False), 9000),   # deep: 4
+])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_batches_split_into_parallel_groups_match_the_reference(dtype):
-    """A narrow network on a few hundred rows runs as two groups of rows (where BLAS's threads can be
-    limited), each with its own gradient buffer; the sum matches the reference."""
-    arch = Architecture((64, 128, 10), ("relu",), "softmax", "cross_entropy", True)
+def test_batches_split_into_parallel_groups_match_the_reference(arch, N, dtype):
+    """A batch with a few groups' work runs as a power of two of groups of rows (where BLAS's threads
+    can be held to one), each with its own gradient buffer; forward, loss, gradient and step match the
+    reference."""
     spec = kernels.spec_of(arch)
-    assert plan.layers_groups(300, spec[0], spec[6]) == spec[6]
-    assert plan.layers_groups(64, spec[0], spec[6]) == 1                     # too small to pay the fork
-    wide = Architecture((784, 256, 10), ("relu",), "softmax", "cross_entropy", True)
-    assert plan.layers_groups(300, kernels.spec_of(wide)[0], 2) == 1          # BLAS threads wide layers
+    groups = plan.layers_groups(N, spec[0], spec[6], np.dtype(dtype).itemsize)
+    if spec[6] > 1:
+        assert groups > 1 and groups & (groups - 1) == 0
+        assert plan.layers_groups(N, spec[0], 1, 8) == 1                           # BLAS not held: never
+    assert plan.layers_groups(plan.GROUP_MIN_ROWS, spec[0], spec[6], 8) == 1      # too small to pay the fork
     rng = np.random.default_rng(3)
-    X = rng.normal(size=(300, 64)).astype(dtype)
-    Y = np.eye(10, dtype=dtype)[rng.integers(0, 10, 300)]
-    theta = (rng.normal(size=arch.n_parameters) * 0.1).astype(dtype)
+    X, Y, theta = random_problem(rng, arch, N, dtype)
     assert_kernels_match(arch, X, Y, theta, reg=0.1)
+
+
+THREADS_SCRIPT = """
+import json, os, numpy as np, fastmlp
+net = fastmlp.MLP((64, 128, 10), activation="relu", output="softmax", loss="cross_entropy")
+X = np.random.default_rng(0).normal(size=(4096, 64))
+net.forward(X)
+print(json.dumps({name: os.environ.get(name) for name in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}))
+"""
+
+
+@pytest.mark.parametrize("user", [{}, {"GOMP_SPINCOUNT": "77"}, {"OMP_WAIT_POLICY": "active"}])
+def test_starting_threads_leaves_the_environment_as_it_was(user):
+    """Numba's OpenMP threads start with a short spin (kernels.OMP_SPIN) unless the user chose a wait
+    policy; either way the process's environment afterwards is the user's."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    run = subprocess.run([sys.executable, "-c", THREADS_SCRIPT], env=dict(env, **user), capture_output=True,
+                         text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads(run.stdout) == {"GOMP_SPINCOUNT": user.get("GOMP_SPINCOUNT"),
+                                      "OMP_WAIT_POLICY": user.get("OMP_WAIT_POLICY")}
+
+
+def test_kernel_calls_hold_blas_to_one_thread_and_restore_it():
+    """Inside every layered kernel call BLAS runs on one thread (the bits follow from the shapes);
+    afterwards scipy's BLAS has the threads it had."""
+    from fastmlp.kernels.blas import openblas_thread_functions
+    functions = openblas_thread_functions()
+    if functions is None:
+        pytest.skip("scipy's BLAS is not an OpenBLAS whose threads can be set")
+    get, set_ = functions
+    seen = []
+    arch = Architecture((64, 128, 10), ("relu",), "softmax", "cross_entropy", True)
+    X, Y, theta = random_problem(np.random.default_rng(0), arch, 300)
+    original, before = kernels.step_compiled, get()
+    try:
+        set_(2)
+        kernels.step_compiled = lambda *args: (seen.append(get()), original(*args))[1]
+        kernels.step(arch, theta, X, Y, 0.1)
+        assert seen == [1] and get() == 2
+    finally:
+        kernels.step_compiled = original
+        set_(before)
 
 
 def test_one_blas_thread_restores_the_count_once_for_nested_holders():

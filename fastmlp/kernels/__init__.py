@@ -21,7 +21,7 @@ training loop checks for them). Results agree with the reference to the toleranc
 
 import contextlib
 import functools
-import math
+import os
 import time
 
 import numba as nb
@@ -35,18 +35,47 @@ from .fastmath import FAST, FUNCTION_CODES, all_finite
 from .fused import FUSED_MAX_INPUTS, FUSED_MAX_OUTPUTS
 from .layers import LOSS_CODES
 from .loop import train_loop_compiled
-from .plan import split_rows
+from .plan import LAYER_MAX_GROUPS
 from .passes import forward_into, loss_and_gradients_into, new_scratch, penalty_value, step_into
 
 PENALTY_CODES = {name: code for code, name in enumerate(sorted(PENALTIES))}   # l1: 0, l2: 1
 
 
+# How long Numba's OpenMP threads spin for work after a parallel region before they sleep: libgomp's
+# default (300,000 spins, milliseconds) kept a core busy through the caller's next NumPy product,
+# whose own BLAS threads then waited for it: alternating a NumPy step with a fastmlp step at
+# (128, 64, 128, 10), 2 threads, NumPy's took 4.1 ms instead of 0.17 (2-core AMD EPYC, SkylakeX
+# kernels). 1,000 spins (about 30 us here) still cover the gaps between the regions of one fit
+# or of back-to-back calls, and a thread that sleeps wakes with the scheduler's priority.
+OMP_SPIN = {"GOMP_SPINCOUNT": "1000"}
+
+
 @functools.cache
 def start_threads():
-    """Start Numba's thread pool, once per process. A cached function that calls a parallel one does
-    not start it when loaded from the cache, and the parallel call then crashes (numba issue #8578);
-    get_num_threads() starts it. spec_of, where every entry point below starts, calls this."""
-    nb.get_num_threads()
+    """Start Numba's thread pool, once per process, its OpenMP threads spinning for OMP_SPIN only,
+    unless the user set OMP_WAIT_POLICY or GOMP_SPINCOUNT (libgomp reads them when it loads: the
+    process's environment is restored right after). A cached function that calls a parallel one
+    does not start the pool when loaded from the cache, and the parallel call then crashes (numba
+    issue #8578); get_num_threads() starts it. spec_of, where every entry point below starts, calls
+    this."""
+    chosen = any(name in os.environ for name in ("OMP_WAIT_POLICY", *OMP_SPIN))
+    with environment({} if chosen else OMP_SPIN):
+        nb.get_num_threads()
+
+
+@contextlib.contextmanager
+def environment(settings):
+    """os.environ with `settings` added for the duration, then as it was."""
+    before = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
 
 
 def is_fused(arch):
@@ -58,29 +87,24 @@ def is_fused(arch):
 @functools.lru_cache(maxsize=256)
 def spec_of(arch):
     """The kernels' view of an Architecture: (sizes, codes, output, loss, bias, fused, max_groups), see
-    layers. max_groups: 2 where BLAS's threads can be limited during a call (one_blas_thread), else 1.
-    Every entry point below starts here, so this also starts Numba's threads (start_threads)."""
+    layers. max_groups: plan.LAYER_MAX_GROUPS where BLAS's threads can be held to one during a call
+    (blas.one_blas_thread), else 1 (BLAS then threads each product itself). Every entry point below
+    starts here, so this also starts Numba's threads (start_threads)."""
     start_threads()
     sizes = np.array(arch.sizes, np.int64)
     codes = np.array([FUNCTION_CODES[a] for a in arch.activations], np.int64)
-    max_groups = 2 if openblas_thread_functions() is not None else 1
+    max_groups = LAYER_MAX_GROUPS if openblas_thread_functions() is not None else 1
     return (sizes, codes, FUNCTION_CODES[arch.output], LOSS_CODES[arch.loss], arch.bias, is_fused(arch),
             max_groups)
-
-
-@functools.lru_cache(maxsize=256)
-def rows_to_split(arch):
-    """The fewest rows of a batch that the layered path runs as parallel groups (math.inf: never)."""
-    spec = spec_of(arch)
-    return math.inf if spec[5] or spec[6] == 1 else split_rows(spec[0])
 
 
 AS_IT_IS = contextlib.nullcontext()
 
 
-def blas_threads_for(arch, rows):
-    """One BLAS thread while a layered batch of `rows` rows runs as parallel groups; else as it is."""
-    return one_blas_thread() if rows >= rows_to_split(arch) else AS_IT_IS
+def blas_threads_for(arch):
+    """The context a kernel call on `arch` runs in: BLAS on one thread for the layered path (its
+    products go through BLAS), as it is for the fused path (no BLAS)."""
+    return AS_IT_IS if spec_of(arch)[5] else one_blas_thread()
 
 
 def raise_if_not_finite(finite, *named_arrays):
@@ -95,21 +119,23 @@ def raise_if_not_finite(finite, *named_arrays):
 
 def forward(arch, theta, X):
     """The network's output h_L (N, O)."""
-    finite, out = forward_compiled(spec_of(arch), theta, X)
+    with blas_threads_for(arch):
+        finite, out = forward_compiled(spec_of(arch), theta, X)
     raise_if_not_finite(finite, ("X", X))
     return out
 
 
 def loss(arch, theta, X, Y, reg=0.0, penalty="l2"):
     """The data loss plus (reg / N) * penalty(weights), as a Python float."""
-    finite, value = loss_compiled(spec_of(arch), theta, X, Y, reg, PENALTY_CODES[penalty])
+    with blas_threads_for(arch):
+        finite, value = loss_compiled(spec_of(arch), theta, X, Y, reg, PENALTY_CODES[penalty])
     raise_if_not_finite(finite, ("X", X), ("Y", Y))
     return float(value)
 
 
 def loss_and_gradients(arch, theta, X, Y, reg=0.0, penalty="l2"):
     """(loss, gradient): the loss at theta and its gradient, a flat vector like theta."""
-    with blas_threads_for(arch, len(X)):
+    with blas_threads_for(arch):
         finite, value, gradient = loss_and_gradients_compiled(spec_of(arch), theta, X, Y, reg,
                                                               PENALTY_CODES[penalty])
     raise_if_not_finite(finite, ("X", X), ("Y", Y))
@@ -118,7 +144,7 @@ def loss_and_gradients(arch, theta, X, Y, reg=0.0, penalty="l2"):
 
 def step(arch, theta, X, Y, lr, reg=0.0, penalty="l2"):
     """One gradient-descent step on theta in place; returns the loss before it."""
-    with blas_threads_for(arch, len(X)):
+    with blas_threads_for(arch):
         finite, value = step_compiled(spec_of(arch), theta, X, Y, lr, reg, PENALTY_CODES[penalty])
     raise_if_not_finite(finite, ("X", X), ("Y", Y))
     return float(value)
@@ -132,7 +158,7 @@ def train_loop(arch, theta, data, settings, curves):
     stopping = settings.stopping._replace(monitor=MONITORS[settings.stopping.monitor])
     settings = tuple(settings._replace(penalty=PENALTY_CODES[settings.penalty], stopping=tuple(stopping),
                                        optimizer=settings.optimizer.kernel_state()))
-    with blas_threads_for(arch, min(settings[0], len(data[0][0]))):
+    with blas_threads_for(arch):
         return train_loop_compiled(spec, theta, data, settings, curves)
 
 

@@ -33,35 +33,21 @@ xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
 NO, YES = ord("N"), ord("T")
 
 
-INNER_BLOCK = 256    # the longest inner dimension handed to one BLAS call
-
-
 @nb.njit(**STRICT)
 def gemm(transpose_a, transpose_b, A, B, C, alpha, beta, scalars):
     """C = alpha op(A) @ op(B) + beta C in place (beta 0 or 1), for C-contiguous A, B, C. scalars: a
     (2,) array of C's dtype that BLAS reads alpha and beta from (BLAS takes them by pointer).
 
-    The inner dimension goes to BLAS in pieces of at most INNER_BLOCK, accumulated in order (beta 1
-    after the first): OpenBLAS cuts a longer one into blocks that depend on its thread count (measured:
-    other bits with 1 and 2 threads from 976 with its Zen kernel and from 496 with its SkylakeX one, for
-    a 784-wide input layer too), so that every product's bits are the same for any thread count."""
+    The kernels call this with BLAS held to one thread (one_blas_thread), where its blocking, and so
+    every bit of C, follows from the shapes alone; with several threads OpenBLAS cuts a long inner
+    dimension at points that depend on its thread count and its kernel."""
     rows, cols = C.shape
     inner = A.shape[0] if transpose_a else A.shape[1]
-    lda, ldb = A.shape[1], B.shape[1]
-    flat_a, flat_b = A.reshape(A.size), B.reshape(B.size)
     scalars[0] = alpha
-    alpha_ptr = scalars[0:1].ctypes
-    beta_ptr = scalars[1:2].ctypes
-    ta = YES if transpose_a else NO
-    tb = YES if transpose_b else NO
-    kind = ord("d") if C.itemsize == 8 else ord("s")
-    for k0 in range(0, max(inner, 1), INNER_BLOCK):
-        scalars[1] = beta if k0 == 0 else 1
-        piece = min(INNER_BLOCK, inner - k0)
-        a_at = k0 * lda if transpose_a else k0          # where op(A)'s columns k0.. start
-        b_at = k0 if transpose_b else k0 * ldb          # where op(B)'s rows k0.. start
-        xxgemm(kind, tb, ta, cols, rows, piece, alpha_ptr, flat_b[b_at:].ctypes, ldb, flat_a[a_at:].ctypes,
-               lda, beta_ptr, C.ctypes, C.shape[1])
+    scalars[1] = beta
+    xxgemm(ord("d") if C.itemsize == 8 else ord("s"), YES if transpose_b else NO, YES if transpose_a else NO,
+           cols, rows, inner, scalars[0:1].ctypes, B.ctypes, B.shape[1], A.ctypes, A.shape[1],
+           scalars[1:2].ctypes, C.ctypes, C.shape[1])
 
 
 # -- BLAS's own threads, from Python ---------------------------------------------------------------------
@@ -92,29 +78,42 @@ def openblas_thread_functions():
     return None
 
 
-ONE_THREAD = {"lock": threading.Lock(), "holders": 0, "before": None}
+class OneBlasThread:
+    """A context in which BLAS runs on one thread: every kernel call that reaches gemm runs in it.
+
+    Why: (1) bits: with one thread, OpenBLAS blocks a product by its shape and its kernel alone, so
+    that fastmlp's own fixed partition (plan) decides every sum's order; (2) speed: fastmlp's groups
+    call BLAS side by side from its threads, and OpenBLAS's own threads, started from two callers at
+    once, stalled each other (a 256-row step at (10, 64, 64, 1) took 6.7 ms instead of 0.14 ms), nor
+    do they wake, spin and take a core from the caller's NumPy afterwards. The count is global to
+    that library (pthreads OpenBLAS has no per-thread count): the first of overlapping holders (fits
+    in several Python threads) saves it and the last restores it, so scipy's own calls outside
+    fastmlp keep their threads."""
+
+    def __init__(self, get, set_):
+        self.get, self.set = get, set_
+        self.lock = threading.Lock()
+        self.holders = 0
+        self.before = 1
+
+    def __enter__(self):
+        with self.lock:
+            if self.holders == 0:
+                self.before = self.get()
+                if self.before != 1:
+                    self.set(1)
+            self.holders += 1
+
+    def __exit__(self, *exc_info):
+        with self.lock:
+            self.holders -= 1
+            if self.holders == 0 and self.before != 1:
+                self.set(self.before)
 
 
-@contextlib.contextmanager
+@functools.cache
 def one_blas_thread():
-    """BLAS on one thread for the duration: the layered path's parallel groups call it side by side,
-    and OpenBLAS's own threads, started from two callers at once, stalled each other (a 256-row step at
-    (10, 64, 64, 1) took 6.7 ms instead of 0.14 ms). The count is global: the first of overlapping
-    holders (fits in several Python threads) saves it and the last restores it."""
+    """The process's OneBlasThread, or a context that does nothing where BLAS's threads cannot be set
+    (then kernels.spec_of does not split batches either, and BLAS threads itself)."""
     functions = openblas_thread_functions()
-    if functions is None:
-        yield
-        return
-    get, set_ = functions
-    with ONE_THREAD["lock"]:
-        if ONE_THREAD["holders"] == 0:
-            ONE_THREAD["before"] = get()
-            set_(1)
-        ONE_THREAD["holders"] += 1
-    try:
-        yield
-    finally:
-        with ONE_THREAD["lock"]:
-            ONE_THREAD["holders"] -= 1
-            if ONE_THREAD["holders"] == 0:
-                set_(ONE_THREAD["before"])
+    return contextlib.nullcontext() if functions is None else OneBlasThread(*functions)

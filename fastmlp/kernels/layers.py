@@ -15,7 +15,7 @@ once dLoss_dz_{l-1} has read W_l (step_in_place).
 
 The network arrives as `spec` = (sizes, codes, output, loss, bias, fused, max_groups) with int64 arrays
 sizes (L + 1,) and codes (L - 1,) (the hidden activations, fastmath's codes), the output's and the
-loss's codes, two flags, and how many parallel groups a batch may be split into (plan.layers_groups);
+loss's codes, two flags, and the most parallel groups a batch may be split into (plan.layers_groups);
 the parameters as the flat theta of fastmlp.architecture. The chunk's scratch (layers_scratch) holds
 every layer's activations for `block` rows and two delta buffers, so memory is bounded by the chunk,
 whatever the batch.
@@ -235,29 +235,64 @@ def step_in_place(spec, theta, X, Y, lr, reg, penalty, scratch, guard):
 
 
 @nb.njit(**STRICT)
-def is_one_chunk(spec, N):
+def is_one_chunk(spec, N, itemsize):
     """Whether the layered path runs a batch of N rows as one chunk in one group (step_in_place's case)."""
-    return layers_plan(N, scratch_width_total(spec[0]))[1] == 1 and layers_groups(N, spec[0], spec[6]) == 1
+    return (layers_plan(N, scratch_width_total(spec[0]))[1] == 1
+            and layers_groups(N, spec[0], spec[6], itemsize) == 1)
 
 
 # -- a whole batch, chunk after chunk ---------------------------------------------------------------------
 
 @nb.njit(**FAST)
-def forward_into(spec, theta, X, Y, out, scratch):
-    """out (N, O) = the network's output for X (N, D); returns the data loss against Y (N, O), or 0 when
-    Y has no rows."""
-    sizes = spec[0]
-    N = X.shape[0]
-    block = layers_plan(N, scratch_width_total(sizes))[0]
-    inv_N = X.dtype.type(1.0 / N)
+def rows_forward(spec, theta, X, Y, start, stop, inv_N, out, scratch):
+    """out[start:stop] = the network's output for rows [start, stop) of X, chunk after chunk; returns
+    their data loss times N against Y (0 when Y has no rows). inv_N: 1 / the whole batch's N."""
+    block = layers_plan(stop - start, scratch_width_total(spec[0]))[0]
+    with_loss = Y.shape[0] == X.shape[0]
     total = 0.0
-    for r0 in range(0, N, block):
-        n = min(block, N - r0)
+    for r0 in range(start, stop, block):
+        n = min(block, stop - r0)
         Z = chunk_forward(spec, theta, X, r0, n, scratch)
         dZ = rows_view(scratch[1], 0, n, Z.shape[1])
-        total += output_and_loss(spec, Z, Y, r0, inv_N, dZ, Y.shape[0] == N)
+        total += output_and_loss(spec, Z, Y, r0, inv_N, dZ, with_loss)
         out[r0:r0 + n] = Z
-    return total / N
+    return total
+
+
+@nb.njit(parallel=True, **FAST)
+def forward_groups(sizes, codes, output, loss, bias, X, Y, theta, inv_N, out, totals):
+    """Group g's rows (a contiguous share of the batch) into out, on its own scratch."""
+    n_groups, N = totals.size, X.shape[0]
+    spec = (sizes, codes, output, loss, bias, False, n_groups)
+    for g in nb.prange(n_groups):
+        start, stop = g * N // n_groups, (g + 1) * N // n_groups
+        totals[g] = rows_forward(spec, theta, X, Y, start, stop, inv_N, out,
+                                 layers_scratch(sizes, stop - start, X.dtype))
+
+
+@nb.njit(**FAST)
+def forward_in_groups(spec, theta, X, Y, inv_N, n_groups, out):
+    """forward_groups behind a plain call (see gradients_in_groups); returns the data loss times N,
+    the groups' shares summed in group order."""
+    totals = np.zeros(n_groups)
+    sizes, codes, output, loss, bias, _, _ = spec
+    forward_groups(sizes, codes, output, loss, bias, X, Y, theta, inv_N, out, totals)
+    total = 0.0
+    for g in range(n_groups):
+        total += totals[g]
+    return total
+
+
+@nb.njit(**FAST)
+def forward_into(spec, theta, X, Y, out, scratch):
+    """out (N, O) = the network's output for X (N, D); returns the data loss against Y (N, O), or 0 when
+    Y has no rows. Batches that layers_groups splits run as groups in parallel."""
+    N = X.shape[0]
+    inv_N = X.dtype.type(1.0 / N)
+    n_groups = layers_groups(N, spec[0], spec[6], X.itemsize)
+    if n_groups == 1:
+        return rows_forward(spec, theta, X, Y, 0, N, inv_N, out, scratch) / N
+    return forward_in_groups(spec, theta, X, Y, inv_N, n_groups, out) / N
 
 
 @nb.njit(**FAST)
@@ -309,7 +344,7 @@ def gradients_into(spec, theta, X, Y, grad, scratch):
     N = X.shape[0]
     inv_N = X.dtype.type(1.0 / N)
     grad[:] = 0
-    n_groups = layers_groups(N, spec[0], spec[6])
+    n_groups = layers_groups(N, spec[0], spec[6], X.itemsize)
     if n_groups == 1:
         return rows_gradients(spec, theta, X, Y, 0, N, inv_N, grad, scratch) / N
     return gradients_in_groups(spec, theta, X, Y, inv_N, n_groups, grad) / N

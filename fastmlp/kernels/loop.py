@@ -176,7 +176,7 @@ def train_steps(spec, theta, data, settings, curves, buffers, certify):
         else:
             X, Y = Xb[start:stop], Yb[start:stop]
         evaluating = (step0 + t + 1) % eval_every == 0 or (eval_last and t == n_steps - 1)
-        if in_place and not evaluating and is_one_chunk(spec, stop - start):
+        if in_place and not evaluating and is_one_chunk(spec, stop - start, Xb.itemsize):
             loss = step_in_place(spec, theta, X, Y, lrs[t] * lr_scale, reg, penalty, scratch[1], True)
             losses[t] = loss
             if not np.isfinite(loss):

@@ -105,7 +105,7 @@ def update(theta, grad, lr, n):
 def step_into(spec, theta, X, Y, lr, reg, penalty, scratch):
     """One gradient-descent step in place (biases too if the network has them); returns the loss before it.
     A layered batch of one chunk takes it during the backward pass, with no gradient buffer."""
-    if not spec[5] and layers.is_one_chunk(spec, X.shape[0]):
+    if not spec[5] and layers.is_one_chunk(spec, X.shape[0], X.itemsize):
         return layers.step_in_place(spec, theta, X, Y, lr, reg, penalty, scratch[1], False)
     grad = np.empty_like(theta)
     loss = loss_and_gradients_into(spec, theta, X, Y, reg, penalty, grad, scratch)

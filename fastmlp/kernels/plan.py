@@ -1,8 +1,12 @@
 """How a batch is cut into chunks of rows and groups of chunks.
 
-The cut depends only on the shapes and the dtype, never on the thread count, so every result is
-bitwise identical with 1 or many threads, run after run. Each group (a contiguous run of chunks)
-accumulates its own gradient buffer; the buffers are summed in group order.
+The cut depends only on the shapes and the dtype, never on a thread count, so every result is
+bitwise identical with 1 or many threads, run after run, on any BLAS kernel. Each group (a contiguous
+share of the batch) runs on one of fastmlp's threads with its own scratch and its own gradient
+buffer; the buffers are summed in group order. Inside fastmlp's kernels BLAS runs on one thread
+(blas.one_blas_thread), so that a product's bits depend on its shape alone: the construction does
+not rely on how one BLAS kernel blocks or shares its work (OpenBLAS's Haswell and SkylakeX kernels
+cut an inner dimension differently with 1 and 2 threads).
 """
 
 import numba as nb
@@ -10,12 +14,13 @@ import numba as nb
 from .fastmath import STRICT
 
 LANES = 16                     # fused chunks hold a multiple of this many samples (64 bytes of float32)
-MAX_GROUPS = 64                # most gradient buffers summed per step
-GROUP_BUFFER_BYTES = 32 << 20  # and at most this much memory for them
+MAX_GROUPS = 64                # most gradient buffers summed per step (fused path)
+GROUP_BUFFER_BYTES = 32 << 20  # and at most this much memory for them (both paths)
 LAYER_CHUNK_ENTRIES = 1 << 20  # a layered chunk's activations: rows x (sum of widths), at most this
 LAYER_MAX_ROWS = 1024          # and at most this many rows (see layers_plan)
-SPLIT_MIN_MACS = 1_100_000     # layered batches of at least this many multiply-adds run as groups ...
-SPLIT_MAX_MACS = 65536         # ... when a row costs at most this many (see layers_groups)
+LAYER_MAX_GROUPS = 8           # most groups of the layered path (a power of two, see layers_groups)
+GROUP_MIN_MACS = 550_000       # a layered group's least work in multiply-adds ...
+GROUP_MIN_ROWS = 64            # ... and rows (see layers_groups)
 
 
 @nb.njit(**STRICT)
@@ -31,12 +36,10 @@ def fused_plan(N, D, H, O, itemsize):
 
 @nb.njit(**STRICT)
 def layers_plan(N, width_total):
-    """(block, n_chunks) of the layered path: chunks of rows whose activations (block x the sum of the
-    layer widths) hold at most LAYER_CHUNK_ENTRIES numbers (8 MB of float64), and at most
-    LAYER_MAX_ROWS rows; one group, since BLAS threads itself. Longer chunks make longer products:
-    1,008 rows against 240 took the step at (4096, 784, 512, 512, 10) from 56 to 52 ms in float32. A
-    chunk's rows are the inner dimension of its gradient products (dW = h.T @ dz), which blas.gemm
-    hands to BLAS in pieces of its INNER_BLOCK rows, so their bits do not depend on the thread count."""
+    """(block, n_chunks) of the layered path for a group of N rows: chunks of rows whose activations
+    (block x the sum of the layer widths) hold at most LAYER_CHUNK_ENTRIES numbers (8 MB of float64),
+    and at most LAYER_MAX_ROWS rows. Longer chunks make longer products: 1,008 rows against 240 took
+    the step at (4096, 784, 512, 512, 10) from 56 to 52 ms in float32."""
     block = max(LANES, LAYER_CHUNK_ENTRIES // width_total // LANES * LANES)
     block = min(block, LAYER_MAX_ROWS, N)
     return block, (N + block - 1) // block
@@ -51,26 +54,23 @@ def group_rows(g, n_groups, n_chunks, block, N):
 
 
 @nb.njit(**STRICT)
-def layers_groups(N, sizes, max_groups):
-    """How many groups (1, or max_groups when BLAS's threads can be limited) the layered path splits a
-    batch of N rows into, each with its own gradient buffer, summed in group order: max_groups from
-    split_rows(sizes) rows on."""
-    return max_groups if N >= split_rows(sizes) else 1
+def layers_groups(N, sizes, max_groups, itemsize):
+    """How many groups the layered path splits a batch of N rows into: a power of two (so that they
+    share 2, 4 or 8 threads evenly), at most max_groups (1 where BLAS's threads cannot be held to one,
+    see kernels.spec_of), with at least GROUP_MIN_ROWS rows and GROUP_MIN_MACS multiply-adds each, and
+    their gradient buffers within GROUP_BUFFER_BYTES. From the shapes alone.
 
-
-@nb.njit(**STRICT)
-def split_rows(sizes):
-    """The fewest rows of a batch that the layered path runs as groups (a huge number: never).
-    Products of a narrow network on a small batch are too small for BLAS to thread well; groups of rows
-    on the threads, each calling BLAS on one thread (blas.one_blas_thread), run them side by side.
-    Below SPLIT_MIN_MACS multiply-adds per batch one chunk stepping in place (layers.step_in_place)
-    is faster than the fork, the join and the groups' gradient buffers: measured at (N, 64, 128, 10)
-    float64 on a 2-core Xeon, in place against groups, 53 against 59 us at N = 64, 85 against 99 at 96,
-    even at 112, 114 against 91 at 128 (float32: 27 against 51 at 64, even at 128). Wide layers (more
-    than SPLIT_MAX_MACS multiply-adds per row) keep BLAS's own threads."""
+    Below two groups' work one chunk stepping in place (layers.step_in_place) is faster than the
+    fork, the join and the buffers: measured at (N, 64, 128, 10) float64 on a 2-core Xeon, in place
+    against two groups, 53 against 59 us at N = 64, 85 against 99 at 96, 114 against 91 at 128."""
     macs = 0
+    n_params = 0
     for l in range(1, sizes.size):
         macs += sizes[l - 1] * sizes[l]
-    if macs > SPLIT_MAX_MACS:
-        return 1 << 62
-    return max(2 * LANES, (SPLIT_MIN_MACS + macs - 1) // macs)
+        n_params += sizes[l - 1] * sizes[l] + sizes[l]
+    min_rows = max(GROUP_MIN_ROWS, (GROUP_MIN_MACS + macs - 1) // macs)
+    groups = 1
+    while (2 * groups <= max_groups and N >= 2 * groups * min_rows
+           and 2 * groups * n_params * itemsize <= GROUP_BUFFER_BYTES):
+        groups *= 2
+    return groups
