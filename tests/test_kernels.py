@@ -405,9 +405,10 @@ def test_cached_callers_of_parallel_kernels_do_not_crash(tmp_path):
 
 
 @pytest.mark.parametrize("arch, N", [
-    (Architecture((64, 128, 10), ("relu",), "softmax", "cross_entropy", True), 300),    # narrow: 4 groups
+    (Architecture((64, 128, 10), ("relu",), "softmax", "cross_entropy", True), 300),    # narrow: 2 groups
     (Architecture((784, 64, 10), ("relu",), "softmax", "cross_entropy", True), 200),    # wide input: 2
-    (Architecture((5, 16, 16, 1), ("tanh", "tanh"), "identity", "mse", False), 9000),   # deep: 4
+    (Architecture((5, 16, 16, 1), ("tanh", "tanh"), "identity", "mse", False), 9000),   # deep: 2
+    (Architecture((200, 100, 10), ("sigmoid",), "softmax", "mse", True), 26000),       # long batch: 4
 ])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_batches_split_into_parallel_groups_match_the_reference(arch, N, dtype):

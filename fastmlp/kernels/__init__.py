@@ -45,9 +45,10 @@ PENALTY_CODES = {name: code for code, name in enumerate(sorted(PENALTIES))}   # 
 # default (300,000 spins, milliseconds) kept a core busy through the caller's next NumPy product,
 # whose own BLAS threads then waited for it: alternating a NumPy step with a fastmlp step at
 # (128, 64, 128, 10), 2 threads, NumPy's took 4.1 ms instead of 0.17 (2-core AMD EPYC, SkylakeX
-# kernels). 1,000 spins (about 30 us here) still cover the gaps between the regions of one fit
-# or of back-to-back calls, and a thread that sleeps wakes with the scheduler's priority.
-OMP_SPIN = {"GOMP_SPINCOUNT": "1000"}
+# kernels); with 4,000 spins, 0.19. Fewer spins let the threads fall asleep between back-to-back
+# steps, and waking one costs 20-40 us in a virtual machine: 1,000 spins took the public step
+# there from 83 to 97 us (188 in the benchmark harness's loop).
+OMP_SPIN = {"GOMP_SPINCOUNT": "4000"}
 
 
 @functools.cache

@@ -20,7 +20,8 @@ LAYER_CHUNK_ENTRIES = 1 << 20  # a layered chunk's activations: rows x (sum of w
 LAYER_MAX_ROWS = 1024          # and at most this many rows (see layers_plan)
 LAYER_MAX_GROUPS = 8           # most groups of the layered path (a power of two, see layers_groups)
 GROUP_MIN_MACS = 550_000       # a layered group's least work in multiply-adds ...
-GROUP_MIN_ROWS = 64            # ... and rows (see layers_groups)
+GROUP_MIN_ROWS = 64            # ... and rows (see layers_groups) ...
+MANY_GROUPS_MIN_MACS = 1 << 27 # ... and beyond two groups, each group's least multiply-adds
 
 
 @nb.njit(**STRICT)
@@ -55,22 +56,28 @@ def group_rows(g, n_groups, n_chunks, block, N):
 
 @nb.njit(**STRICT)
 def layers_groups(N, sizes, max_groups, itemsize):
-    """How many groups the layered path splits a batch of N rows into: a power of two (so that they
-    share 2, 4 or 8 threads evenly), at most max_groups (1 where BLAS's threads cannot be held to one,
-    see kernels.spec_of), with at least GROUP_MIN_ROWS rows and GROUP_MIN_MACS multiply-adds each, and
-    their gradient buffers within GROUP_BUFFER_BYTES. From the shapes alone.
+    """How many groups the layered path splits a batch of N rows into, from the shapes alone: 2 when
+    each has at least GROUP_MIN_ROWS rows and GROUP_MIN_MACS multiply-adds, and twice as many while
+    each still has MANY_GROUPS_MIN_MACS; a power of two (so that they share 2, 4 or 8 threads evenly),
+    at most max_groups (1 where BLAS's threads cannot be held to one, see kernels.spec_of), and more
+    than 2 only while their gradient buffers stay within GROUP_BUFFER_BYTES.
 
     Below two groups' work one chunk stepping in place (layers.step_in_place) is faster than the
     fork, the join and the buffers: measured at (N, 64, 128, 10) float64 on a 2-core Xeon, in place
-    against two groups, 53 against 59 us at N = 64, 85 against 99 at 96, 114 against 91 at 128."""
+    against two groups, 53 against 59 us at N = 64, 85 against 99 at 96, 114 against 91 at 128.
+    Groups beyond the cores cost buffers and shorter products: on a 2-core AMD EPYC, float64, 4 groups
+    against 2 took (256, 784, 256, 128, 10) from 3.1 to 5.1 ms, and 8 against 2 (1024, 20, 64, 64,
+    64, 1) from 0.73 to 0.81 ms; from 2^27 multiply-adds a group, the fork and the buffers are noise."""
     macs = 0
     n_params = 0
     for l in range(1, sizes.size):
         macs += sizes[l - 1] * sizes[l]
         n_params += sizes[l - 1] * sizes[l] + sizes[l]
     min_rows = max(GROUP_MIN_ROWS, (GROUP_MIN_MACS + macs - 1) // macs)
-    groups = 1
-    while (2 * groups <= max_groups and N >= 2 * groups * min_rows
+    if max_groups < 2 or N < 2 * min_rows:
+        return 1
+    groups = 2
+    while (2 * groups <= max_groups and N * macs >= 2 * groups * MANY_GROUPS_MIN_MACS
            and 2 * groups * n_params * itemsize <= GROUP_BUFFER_BYTES):
         groups *= 2
     return groups
