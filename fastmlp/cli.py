@@ -52,7 +52,7 @@ def build_parser():
     fit.add_argument("--eval-every", type=int, default=100)
     out = train.add_argument_group("output")
     out.add_argument("--out", type=Path, default=Path("runs/train"), help="output folder (default runs/train)")
-    out.add_argument("--gif", type=int, metavar="FRAMES", help="also write an animation of this many frames")
+    out.add_argument("--gif", type=positive_int, metavar="FRAMES", help="also write an animation of this many frames")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
 
     demo = commands.add_parser("demo", help="the article's runs with both backends (make demo)",
@@ -75,6 +75,32 @@ def build_parser():
     return parser
 
 
+def positive_int(text):
+    """A whole number of at least 1 (argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def check_out_folder(out):
+    """Refuse, before any training, an --out that is a file or lies under one (the outputs go in it)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; it must be a folder (it will hold history.csv, model.npz, ...)")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"--out {out} lies under {parent}, which is a file, not a folder")
+            break
+
+
+# fit's divergence remedies, named as this command's flags
+REMEDIES = "a smaller --lr, --schedule inverse or exponential, a stronger --reg or --penalty l1, or --clip"
+
+
 def hidden_sizes(text):
     """'64,64' -> (64, 64); '0' or '' -> () (no hidden layer)."""
     try:
@@ -93,6 +119,7 @@ def train_command(args):
     from .files import write_csv
     from .network import MLP
 
+    check_out_folder(args.out)
     if args.csv is not None:
         X, y = datasets.load_csv(args.csv, label=args.label, classes=args.output != "identity")
     else:
@@ -156,7 +183,10 @@ def main(argv=None):
             from . import demo
             demo.run(args.out, steps=args.steps, compare_steps=args.compare_steps, frames=args.frames,
                      gif=not args.no_gif, race=not args.no_race)
-    except (ValueError, TypeError, FileNotFoundError, DivergenceError, ImportError) as exc:
+    except DivergenceError as exc:
+        print(f"fastmlp: error: {exc.what}; nothing was written. Remedies: {REMEDIES}.", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, OSError, ImportError, MemoryError) as exc:
         print(f"fastmlp: error: {exc}", file=sys.stderr)
         return 2
     return 0

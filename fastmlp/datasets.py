@@ -4,6 +4,8 @@ Every generator returns (X, y): X float64 (n, 2), y int64 class labels (n,), and
 numpy's global random state.
 """
 
+import os
+
 import numpy as np
 
 from .validation import check_int, check_labels
@@ -68,9 +70,13 @@ def load_csv(path, label="label", classes=True):
     """
     import pandas as pd
 
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a directory, not a CSV file")
     table = pd.read_csv(path)
     if label not in table.columns:
         raise ValueError(f"label column {label!r} not found in {path}; columns are {list(table.columns)}")
+    if len(table) == 0:
+        raise ValueError(f"{path} has a header but no rows")
     features = table.drop(columns=[label])
     if features.shape[1] == 0:
         raise ValueError(f"{path} has no feature columns besides {label!r}")

@@ -10,9 +10,10 @@ import tempfile
 def atomic_path(path):
     """Yield a temporary path in the target's folder; on success rename it onto `path`.
 
-    On any error the temporary file is removed and `path` is left as it was. The folder is created.
+    On any error the temporary file is removed and `path` is left as it was. The folder is created. A
+    `path` that is a symbolic link is written through: its target is replaced, the link stays.
     """
-    path = pathlib.Path(path)
+    path = pathlib.Path(os.path.realpath(path)) if os.path.islink(path) else pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
     os.close(fd)

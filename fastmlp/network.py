@@ -7,7 +7,7 @@ from .backends import BACKENDS, CHECKS_FINITE, get_backend
 from .files import atomic_path
 from .reference import PENALTIES
 from .validation import (
-    check_architecture, check_array, check_dtype, check_finite, check_labels, check_option, check_scalar,
+    check_architecture, check_array, check_dtype, check_finite, check_sizes, check_labels, check_option, check_scalar,
     check_seed, check_targets,
 )
 
@@ -192,11 +192,18 @@ class MLP:
         return loss, weights + (biases if self.bias else [])
 
     def step(self, X, Y, lr, reg=0.0, penalty="l2"):
-        """One gradient-descent update of every parameter in place; returns the loss before it."""
+        """One gradient-descent update of every parameter in place; returns the loss before it. An
+        update that is not finite raises fastmlp.DivergenceError and leaves the parameters as they were."""
         X, Y = self._check_XY(X, Y)
         lr = check_scalar("lr", lr, low=0.0, low_inclusive=False)
         reg, penalty = _check_reg(reg, penalty)
-        return self._backend.step(self._arch, self._theta, X, Y, lr, reg, penalty)
+        before = self._theta.copy()
+        loss = self._backend.step(self._arch, self._theta, X, Y, lr, reg, penalty)
+        if not self._backend.all_finite(self._theta):
+            self._theta[...] = before
+            raise training.DivergenceError(1, loss, None, f"the step at lr={lr:g} made a parameter NaN or "
+                                                          f"infinite (loss before it {loss:.6g})")
+        return loss
 
     def fit(self, X, y, *, lr, steps=None, epochs=None, batch_size=None, shuffle=False, optimizer="sgd",
             reg=0.0, penalty="l2", schedule="constant", decay=1e-3, clip_norm=None, eval_every=None,
@@ -233,8 +240,12 @@ class MLP:
             progress=progress, on_divergence=on_divergence)
 
     def save(self, path):
-        """Write the network to an .npz file (its whole architecture and parameters), atomically."""
+        """Write the network to an .npz file (its whole architecture and parameters), atomically. A network
+        whose parameters are not all finite is refused (load would reject the file)."""
         arch = self._arch
+        if not np.isfinite(self._theta).all():
+            raise ValueError("cannot save a network whose parameters are not all finite (NaN or inf): "
+                             "load would reject the file; nothing was written")
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, format=np.array(MODEL_FORMAT), sizes=np.array(arch.sizes),
@@ -300,8 +311,24 @@ def load(path):
 
 
 def _from_fields(version, fields):
-    common = dict(bias=bool(fields["bias"]), backend=str(fields["backend"]), dtype=str(fields["dtype"]))
-    sizes = tuple(int(s) for s in fields["sizes"])
+    """The network of a model file's fields, each checked as the constructor checks it (types exact),
+    and theta's length against the sizes before anything of that size is allocated."""
+    bias, sizes = fields["bias"], fields["sizes"]
+    if bias.dtype != np.bool_ or bias.shape != ():
+        raise ValueError(f"bias must be a boolean, got {bias!r}")
+    if sizes.dtype.kind not in "iu" or sizes.ndim != 1:
+        raise ValueError(f"sizes must be a list of integers, got {sizes!r}")
+    sizes = check_sizes(sizes.tolist())
+    if version == MODEL_FORMAT_1:
+        if len(sizes) != 3 or fields["W1"].shape != sizes[:2] or fields["W2"].shape != sizes[1:]:
+            raise ValueError(f"W1 and W2 must have shapes {sizes[:2]} and {sizes[1:]} (sizes {sizes}), got "
+                             f"{fields['W1'].shape} and {fields['W2'].shape}")
+    else:
+        n_parameters = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+        if fields["theta"].shape != (n_parameters,):
+            raise ValueError(f"theta must hold the {n_parameters} parameters of sizes {sizes}, got shape "
+                             f"{fields['theta'].shape}")
+    common = dict(bias=bool(bias), backend=str(fields["backend"]), dtype=str(fields["dtype"]))
     if version == MODEL_FORMAT_1:
         net = MLP(sizes, **common)
         net.weights = [fields["W1"], fields["W2"]]

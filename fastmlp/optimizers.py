@@ -60,6 +60,8 @@ class Momentum(Optimizer):
     def __init__(self, momentum=0.9, nesterov=False):
         super().__init__()
         self.momentum = check_scalar("momentum", momentum, high=1.0)
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise TypeError(f"nesterov must be True or False, got {nesterov!r}")
         self.nesterov = bool(nesterov)
         self.code = NESTEROV_CODE if self.nesterov else MOMENTUM_CODE
         self.hyper = (self.momentum,)

@@ -194,8 +194,9 @@ def forward(arch, theta, X):
 
 
 def penalty_term(arch, theta, N, reg, penalty):
-    """(reg / N) * penalty(all weights); biases are never penalised."""
-    return reg / N * PENALTIES[penalty][0](theta[:arch.n_weights])
+    """(reg / N) * penalty(all weights); biases are never penalised. A zero reg adds nothing (not
+    0 * inf where a weight has overflowed)."""
+    return 0.0 if reg == 0 else reg / N * PENALTIES[penalty][0](theta[:arch.n_weights])
 
 
 def loss_from_trace(arch, theta, trace, Y, reg, penalty):
@@ -222,7 +223,9 @@ def backward(arch, theta, trace, Y, reg=0.0, penalty="l2"):
     g = {_layer_name(name, L): value for name, value in output_factors.items()}
     for l in range(L, 0, -1):
         W, dLoss_dz = weights[l - 1], g[f"dLoss_dz{l}"]
-        g[f"dLoss_dW{l}"] = trace[f"h{l - 1}"].T @ dLoss_dz + reg / N * penalty_gradient(W)
+        g[f"dLoss_dW{l}"] = trace[f"h{l - 1}"].T @ dLoss_dz
+        if reg != 0:
+            g[f"dLoss_dW{l}"] = g[f"dLoss_dW{l}"] + reg / N * penalty_gradient(W)
         g[f"dLoss_db{l}"] = dLoss_dz.sum(axis=0)
         if l > 1:
             h = trace[f"h{l - 1}"]
@@ -298,6 +301,21 @@ def score_from_output(arch, h, Y, y):
 # -- many steps: the training loop ----------------------------------------------------------------------------
 
 
+def all_finite(a):
+    """Whether every entry of a is finite."""
+    return bool(np.isfinite(a).all())
+
+
+def norm(g):
+    """The Euclidean norm of g in float64, scaled by its largest magnitude first (as BLAS's nrm2), so
+    that it overflows only where the norm itself does: a gradient of finite entries near 1e300 has a
+    finite norm. NaN if g has a NaN, inf if an inf."""
+    scale = float(np.max(np.abs(g))) if len(g) else 0.0
+    if scale == 0 or not np.isfinite(scale):
+        return scale
+    return scale * float(np.sqrt(np.sum((g.astype(np.float64) / scale) ** 2)))
+
+
 def train_loop(arch, theta, data, settings, curves):
     """Run len(settings.lrs) training steps on theta in place; returns how many finished (fewer on
     divergence or when the stopping rule stops the run).
@@ -333,7 +351,7 @@ def _train_steps(arch, theta, data, settings, curves):
         if len(order):
             batch = order[epoch - first_epoch, batch]
         loss_value, gradient = loss_and_gradients(arch, theta, Xb[batch], Yb[batch], reg, penalty)
-        grad_norm = np.sqrt(np.sum(gradient[:n].astype(np.float64) ** 2))
+        grad_norm = norm(gradient[:n])
         evaluating = (step0 + t + 1) % eval_every == 0 or (eval_last and t == len(lrs) - 1)
         losses[t] = loss_value
         if evaluating:

@@ -234,7 +234,8 @@ class _BaseMLP(BaseEstimator):
                                     (n, next_order if self.shuffle else None), snapshot_every=len(settings.lrs),
                                     progress=False, on_divergence="raise")
         except training.DivergenceError as error:
-            raise ValueError(f"Solver produced non-finite parameter weights: {error}") from None
+            raise ValueError(f"Solver produced non-finite parameter weights: {error.what}. Remedies: a "
+                             f"smaller learning_rate_init, a larger alpha, or scaled inputs") from None
         self._record(history, n, batch_size, steps_per_epoch, incremental)
 
     def _rates(self, epochs, steps_per_epoch, n):

@@ -8,6 +8,7 @@ record.
 """
 
 import math
+import os
 import warnings
 import numpy as np
 import pandas as pd
@@ -42,15 +43,19 @@ SCHEDULES = {
 
 
 class DivergenceError(FloatingPointError):
-    """Training produced a NaN or infinite loss, gradient or weight; `history` holds the run so far."""
+    """Training produced a NaN or infinite loss, gradient or parameter. The network keeps its last
+    finite parameters (and the optimizer the state that goes with them). step: the 1-based step that
+    diverged; `history` holds the run so far (None for MLP.step); `remedies` the usual cures, named
+    as fit's arguments (the command line and the estimators name their own)."""
 
-    def __init__(self, step, last_loss, history):
+    remedies = ("a smaller lr, a decaying schedule ('inverse' or 'exponential'), a stronger reg or "
+                "penalty='l1', or clip_norm")
+
+    def __init__(self, step, last_loss, history, what=None):
         self.step, self.last_loss, self.history = step, last_loss, history
-        super().__init__(
-            f"training diverged at step {step}: the loss or gradient is no longer finite "
-            f"(last finite loss {last_loss:.6g}). Remedies: a smaller lr, a decaying schedule "
-            f"('inverse' or 'exponential'), a stronger reg or penalty='l1', or clip_norm."
-        )
+        self.what = what or (f"training diverged at step {step}: the loss, gradient or update is no longer "
+                             f"finite (last finite loss {last_loss:.6g})")
+        super().__init__(f"{self.what}; the network keeps its last finite parameters. Remedies: {self.remedies}.")
 
 
 class History:
@@ -88,6 +93,7 @@ def fit(net, X, y, *, lr, steps=None, epochs=None, batch_size=None, shuffle=Fals
     if (steps is None) == (epochs is None):
         raise ValueError(f"give exactly one of steps and epochs, got steps={steps!r}, epochs={epochs!r}")
     steps = check_int("steps", steps) if epochs is None else check_int("epochs", epochs) * steps_per_epoch
+    check_history_fits(steps)
     reg = check_scalar("reg", reg)
     penalty = check_option("penalty", penalty, PENALTIES)
     schedule = check_option("schedule", schedule, SCHEDULES)
@@ -119,6 +125,20 @@ def fit(net, X, y, *, lr, steps=None, epochs=None, batch_size=None, shuffle=Fals
 
 
 CURVES = ("loss", "grad_norm", "score", "val_loss", "val_score")
+
+
+def check_history_fits(steps):
+    """Refuse, before allocating anything, a run whose per-step history (the CURVES and the rate of
+    every step, float64) would take more than half of this machine's memory."""
+    need = steps * 8 * (len(CURVES) + 1)
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):        # no sysconf: let the allocation decide
+        return
+    if need > memory / 2:
+        raise ValueError(f"{steps} steps would need {need / 2**30:.3g} GiB for the history of every step (its "
+                         f"loss, rate, ...), more than half of this machine's {memory / 2**30:.3g} GiB: train "
+                         f"in several shorter fits instead (they continue from where the last one stopped)")
 ORDER_BUDGET = 1 << 22      # at most this many row indices of epoch orders at once (32 MiB)
 
 
@@ -155,15 +175,19 @@ def _fit(net, data, settings, epochs, snapshot_every, progress, on_divergence):
         seg = slice(done, stop)
         segment = settings._replace(lrs=lrs[seg], step0=done, eval_last=stop == steps, order=order)
         seg_curves = tuple(curves[name][seg] for name in CURVES)
-        n = net._backend.train_loop(net._arch, theta, ((X[:rows], Y[:rows]), evaluation, validation), segment,
-                                    seg_curves)
+        segment_data = ((X[:rows], Y[:rows]), evaluation, validation)
+        saved = _checkpoint(theta, settings)
+        n = net._backend.train_loop(net._arch, theta, segment_data, segment, seg_curves)
         stopped = stopping.state[STOPPED_AT] > 0
-        if n < stop - done and not stopped:                    # a loss or gradient not finite
+        bad_step = None
+        if not np.isfinite(theta).all():                       # step done + n's update overflowed:
+            bad_step = done + n                                # run the segment again up to before it
+            _restore(saved)
+            if n > 1:
+                net._backend.train_loop(net._arch, theta, segment_data,
+                                        segment._replace(lrs=lrs[done:done + n - 1], eval_last=False), seg_curves)
+        elif n < stop - done and not stopped:                  # a loss or gradient not finite
             bad_step = done + n + 1
-        elif not np.isfinite(theta).all():
-            bad_step = done + n                                # its last update overflowed
-        else:
-            bad_step = None
         if bad_step is not None:
             if bar is not None:
                 bar.close()
@@ -188,6 +212,19 @@ def _fit(net, data, settings, epochs, snapshot_every, progress, on_divergence):
         history.stop_reason = (f"{stopping.monitor} did not improve by more than tol={stopping.tol:g} for "
                                f"{stopping.patience} evaluations in a row")
     return history
+
+
+def _checkpoint(theta, settings):
+    """What a segment of training changes, with a copy of each: theta, the optimizer's state and the
+    stopping rule's (so that a diverged segment can be run again up to its last finite step; the
+    steps are deterministic, so the rerun gives the same bits)."""
+    optimizer, stopping = settings.optimizer, settings.stopping
+    return [(a, a.copy()) for a in (theta, optimizer.slots, optimizer.count, stopping.state, stopping.best_theta)]
+
+
+def _restore(checkpoint):
+    for array, saved in checkpoint:
+        array[...] = saved
 
 
 def _diverged(curves, lrs, bad_step, snapshots, score_name, has_val, eval_every, on_divergence):

@@ -80,7 +80,10 @@ def check_architecture(sizes, activation, output, loss, bias):
 
 
 def check_scalar(name, value, *, low=0.0, low_inclusive=True, high=math.inf, high_inclusive=True):
-    """Return `value` as a finite float in [low, high] (ends open where not inclusive)."""
+    """Return `value` as a finite float in [low, high] (ends open where not inclusive); a 0-d array
+    counts as its number."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
     if type(value) is not float:
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
@@ -148,6 +151,9 @@ def _converted(name, a, ndim, dtype, shape):
     of the right dtype where `a` is not one already."""
     if isinstance(a, (str, bytes)):
         raise TypeError(f"{name} must be a numeric array, got a string")
+    if hasattr(a, "tocsr") and hasattr(a, "nnz"):
+        raise TypeError(f"{name} is a scipy.sparse matrix: MLP takes dense arrays only (use {name}.toarray() "
+                        f"where it fits in memory)")
     arr = np.asarray(a)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
@@ -177,6 +183,9 @@ def check_labels(name, y, *, n_classes=None, n_samples=None):
             raise ValueError(f"{name} must hold integer class labels, got non-integer values")
     elif arr.dtype.kind not in "biu":
         raise TypeError(f"{name} must hold integer class labels, got dtype {arr.dtype}")
+    if arr.dtype.kind == "u" and arr.dtype.itemsize == 8 and (arr > np.iinfo(np.int64).max).any():
+        expected = f"[0, {n_classes})" if n_classes is not None else ">= 0"
+        raise ValueError(f"{name} must hold labels in {expected}, got values up to {arr.max()}")
     arr = arr.astype(np.int64)
     if n_samples is not None and len(arr) != n_samples:
         raise ValueError(f"{name} must have {n_samples} labels (one per row of X), got {len(arr)}")

@@ -57,6 +57,49 @@ def test_truncated_and_foreign_files_are_rejected(tmp_path):
         fastmlp.load(tmp_path / "text.npz")
 
 
+def test_a_non_finite_network_is_not_saved(tmp_path):
+    """save refuses what load would reject, and writes nothing."""
+    net = fastmlp.MLP((2, 3, 2))
+    net._theta[4] = np.nan
+    with pytest.raises(ValueError, match="not all finite"):
+        net.save(tmp_path / "m.npz")
+    assert list(tmp_path.iterdir()) == []
+
+
+def tampered(tmp_path, **fields):
+    """A model file as save writes it, with some fields replaced."""
+    net = fastmlp.MLP((3, 4, 2), backend="numpy")
+    net.save(tmp_path / "good.npz")
+    with np.load(tmp_path / "good.npz") as data:
+        original = dict(data)
+    np.savez(tmp_path / "bad.npz", **dict(original, **fields))
+    return tmp_path / "bad.npz"
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(bias=np.array("False")), "bias must be a boolean"),
+    (dict(bias=np.array(1)), "bias must be a boolean"),
+    (dict(sizes=np.array([3, 4.7, 2])), "sizes must be a list of integers"),
+    (dict(sizes=np.array([3, 10**12, 2])), "theta must hold the"),
+    (dict(sizes=np.array([3, -4, 2])), "sizes must all be positive"),
+    (dict(theta=np.zeros(5)), "theta must hold the 26 parameters"),
+])
+def test_tampered_model_fields_are_refused_before_allocating(tmp_path, fields, message):
+    with pytest.raises(ValueError, match=message):
+        fastmlp.load(tampered(tmp_path, **fields))
+
+
+def test_save_through_a_symlink_writes_its_target(tmp_path):
+    (tmp_path / "models").mkdir()
+    target = tmp_path / "models" / "real.npz"
+    fastmlp.MLP((2, 3, 2), seed=1).save(target)
+    (tmp_path / "link.npz").symlink_to(target)
+    net = fastmlp.MLP((2, 5, 2), seed=2)
+    net.save(tmp_path / "link.npz")
+    assert (tmp_path / "link.npz").is_symlink()
+    assert fastmlp.load(target).sizes == (2, 5, 2)
+
+
 def test_png_and_gif_have_the_expected_frames(tmp_path, xor_data):
     X, y, _ = xor_data
     net = fastmlp.MLP((2, 5, 2))
@@ -135,11 +178,24 @@ def test_cli_trains_any_network(tmp_path):
     (["train", "--csv", "missing.csv"], "No such file"),
     (["train", "--steps", "0"], "steps must be >= 1"),
     (["train", "--backend", "torch"], "invalid choice"),
+    (["train", "--csv", "."], "is a directory, not a CSV file"),
+    (["train", "--csv", "header.csv"], "has a header but no rows"),
+    (["train", "--out", "a_file"], "--out a_file is a file"),
+    (["train", "--out", "a_file/sub"], "which is a file, not a folder"),
+    (["train", "--steps", "1000000000000"], "train in several shorter fits"),
+    (["train", "--gif", "-3"], "must be at least 1"),
+    (["train", "--gif", "0"], "must be at least 1"),
+    (["train", "--output", "identity", "--activation", "relu", "--lr", "1e300", "--steps", "5"],
+     "Remedies: a smaller --lr"),
 ])
 def test_cli_fails_cleanly(tmp_path, args, message):
+    """A one-line message and exit code 2, before any training where the outputs cannot be written."""
+    (tmp_path / "a_file").write_text("not a folder")
+    (tmp_path / "header.csv").write_text("a,b,label\n")
     result = run_cli(*args, cwd=tmp_path)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
+    assert (tmp_path / "a_file").read_text() == "not a folder" and not (tmp_path / "runs").exists()
 
 
 def test_cli_help():

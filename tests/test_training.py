@@ -1,5 +1,6 @@
 """fit: options do what they say, both backends agree, divergence is reported."""
 
+import math
 import warnings
 
 import numpy as np
@@ -102,15 +103,17 @@ def test_snapshots_every_k_steps(xor_data):
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_divergence_raises_with_history(xor_data, backend):
-    X, y, _ = xor_data
-    net = fastmlp.MLP((2, 3, 2), backend=backend)
+    X, _, _ = xor_data
+    y = X @ [1000.0, 2000.0]             # (a saturated sigmoid network at lr 1e308 stays finite: not divergence)
+    regression = dict(activation="relu", output="identity", backend=backend)
+    net = fastmlp.MLP((2, 3, 1), **regression)
     with pytest.raises(fastmlp.DivergenceError, match=r"diverged at step \d+.*smaller lr") as info:
         net.fit(X, y, lr=1e308, steps=50, eval_every=1, progress=False)
     assert isinstance(info.value, FloatingPointError)
     assert info.value.step >= 1 and len(info.value.history.frame) == info.value.step - 1
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        history = fastmlp.MLP((2, 3, 2), backend=backend).fit(
+        history = fastmlp.MLP((2, 3, 1), **regression).fit(
             X, y, lr=1e308, steps=50, eval_every=1, progress=False, on_divergence="stop")
     assert history.diverged_at is not None and any("diverged" in str(w.message) for w in caught)
 
@@ -143,3 +146,105 @@ def test_bad_fit_options(xor_data, kwargs, error, message):
     options.update(kwargs)
     with pytest.raises(error, match=message):
         fastmlp.MLP((2, 3, 2)).fit(X, y, **options)
+
+
+BACKENDS = ("numpy", "numba")
+
+
+def blowup_problem():
+    X = np.random.RandomState(0).randn(20, 3)
+    return X, (X[:, 0] > 0).astype(int)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_step_that_overflows_leaves_the_parameters_and_raises(backend):
+    X, y = blowup_problem()
+    net = fastmlp.MLP((3, 4, 2), activation="relu", output="softmax", loss="cross_entropy", backend=backend)
+    Y = fastmlp.one_hot(y, 2)
+    with np.errstate(all="ignore"), pytest.raises(fastmlp.DivergenceError, match="lr=1e\\+300"):
+        for _ in range(3):
+            before = net._theta.copy()
+            net.step(X, Y, lr=1e300)
+    assert np.array_equal(net._theta, before) and np.isfinite(net._theta).all()
+
+
+def overflow_at_step_5(lr, decay, t):
+    """A schedule whose fifth step's rate is infinite: its update overflows, the steps before are sane."""
+    return np.where(t == 4, np.inf, lr)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("on_divergence", ["raise", "stop"])
+def test_a_diverged_fit_keeps_the_last_finite_parameters(monkeypatch, backend, optimizer, on_divergence):
+    """Step 5's update overflows: the network holds the parameters after step 4 (those of a run of 4
+    steps, bit for bit), the optimizer the state that goes with them, and the History says step 5."""
+    monkeypatch.setitem(fastmlp.training.SCHEDULES, "overflow", overflow_at_step_5)
+    X, _ = blowup_problem()
+    y = X @ [1.0, 2, 3]
+    runs = {}
+    for steps, schedule in ((4, "constant"), (20, "overflow")):
+        net = fastmlp.MLP((3, 8, 1), activation="relu", output="identity", backend=backend, seed=1)
+        opt = fastmlp.optimizers.get_optimizer(optimizer)
+        settings = dict(lr=0.01, steps=steps, optimizer=opt, progress=False, schedule=schedule, batch_size=8,
+                        eval_every=1,                 # every step on the same path in both runs
+                        shuffle=True, seed=3)
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            if schedule == "overflow" and on_divergence == "raise":
+                with pytest.raises(fastmlp.DivergenceError, match="step 5") as caught:
+                    net.fit(X, y, **settings)
+                history = caught.value.history
+            else:
+                history = net.fit(X, y, on_divergence=on_divergence, **settings)
+        runs[schedule] = (net._theta.copy(), opt.slots.copy(), opt.count.copy(), history)
+    (theta_4, slots_4, count_4, _), (theta, slots, count, history) = runs["constant"], runs["overflow"]
+    assert history.diverged_at == 5 and len(history.losses) == 4
+    assert np.array_equal(theta, theta_4) and np.array_equal(slots, slots_4) and np.array_equal(count, count_4)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_zero_reg_adds_nothing_even_to_overflowed_weights(backend):
+    """0 * inf is NaN: a zero reg must not compute the penalty at all."""
+    X, y = blowup_problem()
+    net = fastmlp.MLP((3, 4, 1), activation="identity", output="identity", backend=backend)
+    net.weights = [np.full((3, 4), 1e200), np.full((4, 1), 1e200)]
+    with np.errstate(all="ignore"):
+        assert net.loss(X, X[:, :1]) == np.inf
+        assert not np.isnan(net.loss_and_gradients(X, X[:, :1])[0])
+
+
+def test_backends_agree_on_a_huge_reg():
+    """Finite gradient entries near 1e298 have a finite norm (scaled first): both backends take the
+    first update and stop at the second step, keeping its parameters."""
+    X, _ = blowup_problem()
+    results = {}
+    for backend in BACKENDS:
+        net = fastmlp.MLP((3, 8, 1), activation="relu", output="identity", backend=backend)
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            history = net.fit(X, X @ [1.0, 2, 3], lr=0.1, reg=1e300, steps=5, on_divergence="stop", progress=False)
+        results[backend] = (history.diverged_at, net._theta.copy())
+    (at_r, theta_r), (at_k, theta_k) = results["numpy"], results["numba"]
+    assert at_r == at_k == 2
+    np.testing.assert_allclose(theta_k, theta_r, rtol=1e-12)
+
+
+def test_norm_is_scaled_and_keeps_nan_and_inf():
+    from fastmlp import reference
+    from fastmlp.kernels.loop import norm
+    for g in (np.full(4, 1e300), np.array([3.0, 4.0]), np.zeros(3), np.array([1.0, np.nan, 1e300]),
+              np.array([1.0, np.inf]), np.array([np.inf, np.nan])):
+        want = math.hypot(*g)           # scaled, exact to an ulp; inf if an inf, NaN if a NaN and no inf
+        if np.isnan(g).any():
+            want = np.nan
+        for got in (reference.norm(g), norm(g, g.size)):
+            assert got == pytest.approx(want, rel=1e-15, nan_ok=True)
+
+
+def test_fit_refuses_a_history_larger_than_memory_before_allocating():
+    net = fastmlp.MLP((2, 3, 2))
+    with pytest.raises(ValueError, match="shorter fits"):
+        net.fit(np.zeros((4, 2)), [0, 1, 0, 1], lr=0.1, steps=10**12)
+    with pytest.raises(ValueError, match="shorter fits"):
+        net.fit(np.zeros((4, 2)), [0, 1, 0, 1], lr=0.1, epochs=10**12, batch_size=1)

@@ -31,7 +31,7 @@ from ..loop import MONITORS
 from ..reference import PENALTIES
 from ..validation import check_finite
 from .blas import one_blas_thread, openblas_thread_functions
-from .fastmath import FAST, FUNCTION_CODES, all_finite
+from .fastmath import FAST, FUNCTION_CODES, all_finite  # noqa: F401 (all_finite: the backend interface)
 from .fused import FUSED_MAX_INPUTS, FUSED_MAX_OUTPUTS
 from .layers import LOSS_CODES
 from .loop import train_loop_compiled
@@ -190,7 +190,7 @@ def loss_compiled(spec, theta, X, Y, reg, penalty):
         return False, np.nan
     out = np.empty((X.shape[0], spec[0][-1]), X.dtype)
     data_loss = forward_into(spec, theta, X, Y, out, new_scratch(spec, theta, X, X.shape[0]))
-    return True, data_loss + reg / X.shape[0] * penalty_value(spec, theta, penalty)
+    return True, data_loss + (0.0 if reg == 0 else reg / X.shape[0] * penalty_value(spec, theta, penalty))
 
 
 @nb.njit(**FAST)

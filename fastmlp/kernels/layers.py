@@ -187,7 +187,7 @@ def chunk_backward(spec, theta, X, r0, n, dZ_L, scratch, grad, descent):
         else:
             prev = X[r0:r0 + n]
         W = weight_view(into, sizes, l)
-        if lr > 0:                  # also at coef 0: an infinite weight makes the loss NaN, as in the reference
+        if lr > 0 and coef != 0:    # a zero reg adds nothing (not 0 * inf where a weight has overflowed)
             flat = W.reshape(W.size)
             penalty_total += add_penalty(flat, flat, -lr * coef, penalty)
         gemm(True, False, prev, dZ, W, alpha, 1.0, scalars)
@@ -231,7 +231,7 @@ def step_in_place(spec, theta, X, Y, lr, reg, penalty, scratch, guard):
     if guard and not np.isfinite(data_loss):
         return data_loss
     penalty_total = chunk_backward(spec, theta, X, 0, N, dZ, scratch, theta, (lr, reg / N, penalty))
-    return data_loss + reg / N * penalty_total
+    return data_loss + (0.0 if reg == 0 else reg / N * penalty_total)
 
 
 @nb.njit(**STRICT)

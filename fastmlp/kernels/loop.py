@@ -28,13 +28,24 @@ from ..loop import BAD_COUNT, BEST, BEST_STEP, LR_SCALE, MONITORS, STOPPED_AT
 NO_MONITOR, LOSS_MONITOR, VAL_LOSS_MONITOR = MONITORS["none"], MONITORS["loss"], MONITORS["val_loss"]
 
 
-@nb.njit(inline="always", **FAST)
-def squared_norm(a, n):
-    """sum a[:n]**2 in float64."""
+@nb.njit(**FAST)
+def norm(a, n):
+    """fastmlp.reference.norm of a[:n] in float64: scaled by the largest magnitude first, so that finite
+    entries near 1e300 have a finite norm; NaN if one is NaN, inf if one is inf."""
+    scale = 0.0
+    for k in range(n):
+        x = abs(np.float64(a[k]))
+        if not x <= scale:          # larger, or NaN
+            if x != x:
+                return np.nan
+            scale = x
+    if scale == 0 or scale == np.inf:
+        return scale
     total = 0.0
     for k in range(n):
-        total += a[k] * a[k]
-    return total
+        x = a[k] / scale
+        total += x * x
+    return scale * np.sqrt(total)
 
 
 @nb.njit(**STRICT)
@@ -183,7 +194,7 @@ def train_steps(spec, theta, data, settings, curves, buffers, certify):
                 return t
         else:
             loss = loss_and_gradients_into(spec, theta, X, Y, reg, penalty, grad, scratch)
-            grad_norm = np.sqrt(squared_norm(grad, n))
+            grad_norm = norm(grad, n)
             losses[t] = loss
             if evaluating:
                 grad_norms[t] = grad_norm
@@ -205,7 +216,7 @@ def train_steps(spec, theta, data, settings, curves, buffers, certify):
             if Xv.shape[0] > 0:
                 Nv = Xv.shape[0]
                 data_loss, val_scores[t] = evaluate(spec, theta, Xv, Yv, Yv, yv, h_v, scratch)
-                val_losses[t] = data_loss + reg / Nv * penalty_value(spec, theta, penalty)
+                val_losses[t] = data_loss + (0.0 if reg == 0 else reg / Nv * penalty_value(spec, theta, penalty))
             if monitor != NO_MONITOR:
                 value = (loss_sum / rows_seen if monitor == LOSS_MONITOR
                          else val_losses[t] if monitor == VAL_LOSS_MONITOR else -val_scores[t])

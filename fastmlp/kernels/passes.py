@@ -90,6 +90,8 @@ def loss_and_gradients_into(spec, theta, X, Y, reg, penalty, grad, scratch):
     """The loss (float64) at theta; its gradient written into grad (flat, like theta)."""
     N = X.shape[0]
     data_loss = data_gradients_into(spec, theta, X, Y, grad, scratch)
+    if reg == 0:                    # adds nothing (not 0 * inf where a weight has overflowed)
+        return data_loss
     n = n_weights(spec[0])
     return data_loss + reg / N * layers.add_penalty(theta[:n], grad[:n], reg / N, penalty)
 
