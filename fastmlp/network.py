@@ -197,13 +197,11 @@ class MLP:
         X, Y = self._check_XY(X, Y)
         lr = check_scalar("lr", lr, low=0.0, low_inclusive=False)
         reg, penalty = _check_reg(reg, penalty)
-        before = self._theta.copy()
-        loss = self._backend.step(self._arch, self._theta, X, Y, lr, reg, penalty)
-        if not self._backend.all_finite(self._theta):
-            self._theta[...] = before
-            raise training.DivergenceError(1, loss, None, f"the step at lr={lr:g} made a parameter NaN or "
-                                                          f"infinite (loss before it {loss:.6g})")
-        return loss
+        try:
+            return self._backend.step(self._arch, self._theta, X, Y, lr, reg, penalty)
+        except FloatingPointError as error:          # the backend left theta as it was
+            raise training.DivergenceError(1, np.nan, None, f"the step at lr={lr:g} would make a parameter NaN "
+                                                            f"or infinite: {error}") from None
 
     def fit(self, X, y, *, lr, steps=None, epochs=None, batch_size=None, shuffle=False, optimizer="sgd",
             reg=0.0, penalty="l2", schedule="constant", decay=1e-3, clip_norm=None, eval_every=None,

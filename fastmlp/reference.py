@@ -256,10 +256,15 @@ def loss_and_gradients(arch, theta, X, Y, reg=0.0, penalty="l2"):
 
 def step(arch, theta, X, Y, lr, reg=0.0, penalty="l2"):
     """One gradient-descent step in place: theta -= lr * gradient (biases only if arch.bias).
-    Returns the loss before it."""
+    Returns the loss before it. An update that is not finite is not taken: FloatingPointError, theta
+    as it was."""
     loss_value, gradient = loss_and_gradients(arch, theta, X, Y, reg, penalty)
     n = arch.n_trained
-    theta[:n] -= theta.dtype.type(lr) * gradient[:n]
+    with np.errstate(over="ignore", invalid="ignore"):
+        updated = theta[:n] - theta.dtype.type(lr) * gradient[:n]
+    if not np.isfinite(updated).all():
+        raise FloatingPointError(f"the update is not finite (loss before it {loss_value:.6g})")
+    theta[:n] = updated
     return loss_value
 
 
@@ -301,19 +306,19 @@ def score_from_output(arch, h, Y, y):
 # -- many steps: the training loop ----------------------------------------------------------------------------
 
 
-def all_finite(a):
-    """Whether every entry of a is finite."""
-    return bool(np.isfinite(a).all())
-
-
 def norm(g):
-    """The Euclidean norm of g in float64, scaled by its largest magnitude first (as BLAS's nrm2), so
-    that it overflows only where the norm itself does: a gradient of finite entries near 1e300 has a
-    finite norm. NaN if g has a NaN, inf if an inf."""
-    scale = float(np.max(np.abs(g))) if len(g) else 0.0
-    if scale == 0 or not np.isfinite(scale):
+    """The Euclidean norm of g in float64: sqrt(sum g**2), or where that sum overflows, the same
+    scaled by the largest magnitude first (as BLAS's nrm2), so that a gradient of finite entries near
+    1e300 has a finite norm. NaN if g has a NaN, inf if an inf."""
+    g = g.astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):          # an overflow here takes the scaled way
+        total = float(np.sum(g * g))
+    if np.isfinite(total):
+        return float(np.sqrt(total))
+    scale = float(np.max(np.abs(g)))
+    if not np.isfinite(scale):
         return scale
-    return scale * float(np.sqrt(np.sum((g.astype(np.float64) / scale) ** 2)))
+    return scale * float(np.sqrt(np.sum((g / scale) ** 2)))
 
 
 def train_loop(arch, theta, data, settings, curves):

@@ -31,7 +31,7 @@ from ..loop import MONITORS
 from ..reference import PENALTIES
 from ..validation import check_finite
 from .blas import one_blas_thread, openblas_thread_functions
-from .fastmath import FAST, FUNCTION_CODES, all_finite  # noqa: F401 (all_finite: the backend interface)
+from .fastmath import FAST, FUNCTION_CODES, all_finite
 from .fused import FUSED_MAX_INPUTS, FUSED_MAX_OUTPUTS
 from .layers import LOSS_CODES
 from .loop import train_loop_compiled
@@ -144,10 +144,13 @@ def loss_and_gradients(arch, theta, X, Y, reg=0.0, penalty="l2"):
 
 
 def step(arch, theta, X, Y, lr, reg=0.0, penalty="l2"):
-    """One gradient-descent step on theta in place; returns the loss before it."""
+    """One gradient-descent step on theta in place; returns the loss before it. An update that is not
+    finite is not taken: FloatingPointError, theta as it was."""
     with blas_threads_for(arch):
-        finite, value = step_compiled(spec_of(arch), theta, X, Y, lr, reg, PENALTY_CODES[penalty])
+        finite, value, updated = step_compiled(spec_of(arch), theta, X, Y, lr, reg, PENALTY_CODES[penalty])
     raise_if_not_finite(finite, ("X", X), ("Y", Y))
+    if not updated:
+        raise FloatingPointError(f"the update is not finite (loss before it {value:.6g})")
     return float(value)
 
 
@@ -205,9 +208,16 @@ def loss_and_gradients_compiled(spec, theta, X, Y, reg, penalty):
 
 @nb.njit(**FAST)
 def step_compiled(spec, theta, X, Y, lr, reg, penalty):
+    """(inputs finite, loss, update taken): an update that is not finite is undone (a copy of theta
+    taken before it; the in-place path updates during its backward pass)."""
     if not (all_finite(X) and all_finite(Y)):
-        return False, np.nan
-    return True, step_into(spec, theta, X, Y, lr, reg, penalty, new_scratch(spec, theta, X, X.shape[0]))
+        return False, np.nan, False
+    before = theta.copy()
+    value = step_into(spec, theta, X, Y, lr, reg, penalty, new_scratch(spec, theta, X, X.shape[0]))
+    if all_finite(theta):
+        return True, value, True
+    theta[:] = before
+    return True, value, False
 
 
 def warmup(dtypes=("float64", "float32")):

@@ -66,7 +66,7 @@ def openblas_thread_functions():
         if not path.startswith("/") or "numpy.libs" in path:
             continue
         try:
-            library = ctypes.CDLL(path)
+            library = ctypes.PyDLL(path)         # calls that keep the GIL: quicker, and these return at once
         except OSError:
             continue
         for prefix in ("scipy_openblas", "openblas"):

@@ -30,8 +30,15 @@ NO_MONITOR, LOSS_MONITOR, VAL_LOSS_MONITOR = MONITORS["none"], MONITORS["loss"],
 
 @nb.njit(**FAST)
 def norm(a, n):
-    """fastmlp.reference.norm of a[:n] in float64: scaled by the largest magnitude first, so that finite
-    entries near 1e300 have a finite norm; NaN if one is NaN, inf if one is inf."""
+    """fastmlp.reference.norm of a[:n] in float64: sqrt(sum a**2), or where that sum overflows, scaled
+    by the largest magnitude first, so that finite entries near 1e300 have a finite norm; NaN if one
+    is NaN, inf if one is inf."""
+    total = 0.0
+    for k in range(n):
+        x = np.float64(a[k])
+        total += x * x
+    if np.isfinite(total):
+        return np.sqrt(total)
     scale = 0.0
     for k in range(n):
         x = abs(np.float64(a[k]))
