@@ -1,5 +1,7 @@
 """MLP: the network's architecture and parameters, validation of what users pass, dispatch to a backend."""
 
+import copy
+
 import numpy as np
 
 from . import reference, training
@@ -236,6 +238,13 @@ class MLP:
             clip_norm=clip_norm, eval_every=eval_every, eval_set=eval_set, early_stopping=early_stopping,
             monitor=monitor, patience=patience, tol=tol, snapshot_every=snapshot_every, seed=seed,
             progress=progress, on_divergence=on_divergence)
+
+    def astype(self, dtype):
+        """A copy of this network that computes in `dtype` ("float32" or "float64"), its parameters cast."""
+        twin = copy.copy(self)
+        twin._dtype = check_dtype(dtype)
+        twin._theta = self._theta.astype(twin._dtype)
+        return twin
 
     def save(self, path):
         """Write the network to an .npz file (its whole architecture and parameters), atomically. A network

@@ -5,8 +5,10 @@ same fitted attributes, the same initialisation, batches, shuffles, updates and 
 the same random_state, a fit walks the same path, to rounding), plus fastmlp's own `backend` ("numba":
 whole epochs in one compiled call; "numpy": the reference) and `dtype` (None: float32 for float32 X,
 else float64, as scikit-learn). Differences, by design: sparse X is not accepted; sample_weight is not
-supported; a multi-output regressor's loss_ is sum((Y - out)**2) / (2N), the loss its gradient is the
-gradient of (scikit-learn divides the value, not the gradient, by the number of outputs).
+supported; a multi-output regressor's loss_curve_ (sgd, adam) holds sum((Y - out)**2) / (2N), the
+loss its gradient is the gradient of (scikit-learn divides the value, not the gradient, by the number of
+outputs); with lbfgs, whose line search compares values, fastmlp hands scipy scikit-learn's value, so
+that both walk the same path, and loss_ is that value.
 
 Needs scikit-learn: pip install 'fastmlp[sklearn]'.
 """
@@ -171,11 +173,20 @@ class _BaseMLP(BaseEstimator):
         self.intercepts_ = [b.copy() for b in net.biases]
 
     def _fit_lbfgs(self, net, X, Y):
-        """L-BFGS-B through scipy.optimize, fastmlp computing the loss and its gradient."""
+        """L-BFGS-B through scipy.optimize, fastmlp computing the loss and its gradient. The value handed
+        to scipy is scikit-learn's: its squared error averages over the outputs too (mean / 2), while its
+        gradient is that of sum / (2N), as fastmlp's; the line search compares values, so a multi-output
+        regressor follows scikit-learn's path only with its value (with fastmlp's own it ended 0.15 from
+        scikit-learn's parameters on make_regression with two targets)."""
         arch, backend = net._arch, net._backend
+        n_outputs = Y.shape[1] if arch.loss == "mse" else 1
+        n_weights = arch.n_weights
 
         def loss_and_gradient(theta):
             value, gradient = backend.loss_and_gradients(arch, theta.astype(net.dtype), X, Y, self.alpha, "l2")
+            if n_outputs > 1:
+                penalty = self.alpha / (2 * len(X)) * float(np.dot(theta[:n_weights], theta[:n_weights]))
+                value = (value - penalty) / n_outputs + penalty
             return value, gradient.astype(np.float64)
 
         result = scipy.optimize.minimize(
@@ -294,7 +305,10 @@ class _BaseMLP(BaseEstimator):
         """The output layer (N, O) for X, validated as scikit-learn validates it."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
-        return self._network().forward(X)
+        net = self._network()
+        if X.dtype == np.float64 and net.dtype == np.float32:
+            net = net.astype(np.float64)      # as scikit-learn: float64 X with float32 weights computes in float64
+        return net.forward(X)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -100,6 +100,38 @@ def test_regressor_walks_scikit_learns_path(solver):
     assert_same_fit(MLPRegressor(**kw), SkRegressor(**kw), X, y, tol=1e-7 if solver == "lbfgs" else 1e-10)
 
 
+def test_multi_output_lbfgs_regression_walks_scikit_learns_path():
+    """scikit-learn's lbfgs value averages the squared error over the outputs while its gradient does
+    not; handing scipy that value (not fastmlp's sum / 2N) puts both on the same path: it ended 0.15
+    apart before."""
+    from sklearn.datasets import make_regression
+    X, y = make_regression(120, 6, noise=5, random_state=0)
+    Y = np.c_[y, y**2 / 100] / 100
+    kw = dict(hidden_layer_sizes=(8,), solver="lbfgs", random_state=3, max_iter=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours, theirs = MLPRegressor(**kw).fit(X, Y), SkRegressor(**kw).fit(X, Y)
+    for mine, want in zip(parameters(ours), parameters(theirs), strict=True):      # rounding over 100 steps
+        np.testing.assert_allclose(mine, want, rtol=0, atol=1e-7)                  # (one output: 3e-8)
+    np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=0, atol=1e-6)
+    assert ours.n_iter_ == theirs.n_iter_ and ours.loss_ == pytest.approx(theirs.loss_, rel=1e-7)
+
+
+def test_float64_inputs_to_a_float32_fit_predict_in_float64(digits):
+    """As scikit-learn: float32 weights with float64 X compute (and return) float64."""
+    X, y = digits
+    kw = dict(hidden_layer_sizes=(12,), random_state=0, max_iter=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = MLPClassifier(**kw).fit(X.astype(np.float32), y)
+        theirs = SkClassifier(**kw).fit(X.astype(np.float32), y)
+    assert ours.coefs_[0].dtype == np.float32
+    for dtype in (np.float32, np.float64):
+        mine, want = ours.predict_proba(X.astype(dtype)), theirs.predict_proba(X.astype(dtype))
+        assert mine.dtype == want.dtype == dtype
+        np.testing.assert_allclose(mine, want, atol=1e-5)
+
+
 def test_partial_fit_and_warm_start_follow_scikit_learn(digits):
     X, y = digits
     kw = dict(hidden_layer_sizes=(20,), random_state=0, solver="sgd", learning_rate="invscaling",
