@@ -9,8 +9,8 @@ from .backends import BACKENDS, CHECKS_FINITE, get_backend
 from .files import atomic_path
 from .reference import PENALTIES
 from .validation import (
-    check_architecture, check_array, check_dtype, check_finite, check_sizes, check_labels, check_option, check_scalar,
-    check_seed, check_targets,
+    check_architecture, check_array, check_dtype, check_finite, check_labels, check_option, check_scalar,
+    check_seed, check_sizes, check_targets,
 )
 
 DEFAULT_BACKEND = "numba"

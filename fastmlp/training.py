@@ -125,6 +125,7 @@ def fit(net, X, y, *, lr, steps=None, epochs=None, batch_size=None, shuffle=Fals
 
 
 CURVES = ("loss", "grad_norm", "score", "val_loss", "val_score")
+ORDER_BUDGET = 1 << 22      # at most this many row indices of epoch orders at once (32 MiB)
 
 
 def check_history_fits(steps):
@@ -139,7 +140,6 @@ def check_history_fits(steps):
         raise ValueError(f"{steps} steps would need {need / 2**30:.3g} GiB for the history of every step (its "
                          f"loss, rate, ...), more than half of this machine's {memory / 2**30:.3g} GiB: train "
                          f"in several shorter fits instead (they continue from where the last one stopped)")
-ORDER_BUDGET = 1 << 22      # at most this many row indices of epoch orders at once (32 MiB)
 
 
 def _fit(net, data, settings, epochs, snapshot_every, progress, on_divergence):
