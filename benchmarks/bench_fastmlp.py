@@ -190,6 +190,13 @@ def prepare(benchmark, operation, backend, dtype, case, compile_seconds, first_c
     describe(benchmark, operation, backend, dtype, case, compile_s=compile_s)
 
 
+def case_net(case, dtype, backend="numba"):
+    """The case's network as a user builds it (its parameters are set from make_case's theta)."""
+    arch = case.arch
+    return fastmlp.MLP(case.sizes, backend=backend, dtype=dtype, activation=arch.activations or "sigmoid",
+                       output=arch.output, loss=arch.loss)
+
+
 def public_step(net, X, Y):
     """A step through the public MLP.step (arguments checked), as users call it."""
     return net.step(X, Y, 1e-3, 1e-3, "l2")
@@ -243,8 +250,7 @@ def test_step(benchmark, backend, dtype, case, compile_seconds):
         prepare(benchmark, "step", backend, dtype, case, compile_seconds, None)
         benchmark(minimal_numpy.step, arch, theta, X, Y, 1e-3, 1e-3, "l2")
         return
-    net = fastmlp.MLP(case.sizes, backend=backend, dtype=dtype, activation=arch.activations or "sigmoid",
-                      output=arch.output, loss=arch.loss)
+    net = case_net(case, dtype, backend)
     # the first call is the benchmarked one itself: a step that first loads its kernel inside the
     # benchmark makes pytest-benchmark calibrate on the load and time only a handful of rounds
     prepare(benchmark, "step", backend, dtype, case, compile_seconds, lambda: public_step(net, X[:3], Y[:3]))
@@ -270,7 +276,7 @@ def test_interleaved(benchmark, side, case, compile_seconds):
     dtype = "float64"
     X, Y, theta = make_case(case, dtype)
     arch = case.arch
-    net = fastmlp.MLP(case.sizes, dtype=dtype, activation=arch.activations, output=arch.output, loss=arch.loss)
+    net = case_net(case, dtype)
     prepare(benchmark, "interleaved", side, dtype, case, compile_seconds, lambda: public_step(net, X[:3], Y[:3]))
     net._theta[...] = theta
     numpy_theta = theta.copy()
@@ -294,8 +300,7 @@ def test_step_one_thread(benchmark, dtype, case, compile_seconds):
     """The public numba step with Numba held to one thread (the rows of test_step have all of them):
     what a second core buys at each size. Same bits either way (tests/test_kernels.py)."""
     X, Y, theta = make_case(case, dtype)
-    arch = case.arch
-    net = fastmlp.MLP(case.sizes, dtype=dtype, activation=arch.activations, output=arch.output, loss=arch.loss)
+    net = case_net(case, dtype)
     prepare(benchmark, "step", "numba", dtype, case, compile_seconds, lambda: public_step(net, X[:3], Y[:3]))
     net._theta[...] = theta
     before = numba.get_num_threads()
