@@ -2,6 +2,7 @@
 
 from . import datasets
 from .datasets import one_hot
+from .export import from_torch, to_onnx, to_torch
 from .network import MLP, load
 from .optimizers import SGD, Adam, Momentum
 from .training import DivergenceError, History
@@ -23,5 +24,5 @@ def __getattr__(name):
 
 
 __all__ = ["MLP", "load", "one_hot", "datasets", "DivergenceError", "History", "warmup", "SGD", "Momentum",
-           "Adam", "MLPClassifier", "MLPRegressor"]
+           "Adam", "MLPClassifier", "MLPRegressor", "to_onnx", "to_torch", "from_torch"]
 __version__ = "0.1.0"

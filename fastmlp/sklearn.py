@@ -143,13 +143,9 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_, self.t_ = 0, 0
         self.n_outputs_, self.n_layers_ = Y.shape[1], len(sizes)
         self.out_activation_ = self._out_activation()
-        dtype = np.dtype(self.dtype if self.dtype is not None else dtype)
+        net = self._build_network(sizes, self.dtype if self.dtype is not None else dtype)
         activation = ACTIVATIONS[self.activation]
-        net = MLP(sizes, activation=activation, output=OUTPUTS[self.out_activation_],
-                  loss="mse" if self.out_activation_ == "identity" else "cross_entropy", init="glorot",
-                  backend=self.backend, dtype=dtype)
-        weights, biases = glorot_init(self._random_state, sizes, (activation,) * max(1, len(sizes) - 2))
-        net.weights, net.biases = weights, biases
+        net.weights, net.biases = glorot_init(self._random_state, sizes, (activation,) * max(1, len(sizes) - 2))
         self._net = net
         self._publish(net)
         if self.solver != "lbfgs":
@@ -160,17 +156,43 @@ class _BaseMLP(BaseEstimator):
             else:
                 self.validation_scores_, self.best_validation_score_, self.best_loss_ = None, None, np.inf
 
+    def _build_network(self, sizes, dtype):
+        """The fastmlp network of this estimator's bricks for layer widths `sizes` (out_activation_ set)."""
+        return MLP(sizes, activation=ACTIVATIONS[self.activation], output=OUTPUTS[self.out_activation_],
+                   loss="mse" if self.out_activation_ == "identity" else "cross_entropy", init="glorot",
+                   backend=self.backend, dtype=np.dtype(dtype))
+
+    def _new_optimizer(self):
+        """The solver's update rule with empty state: sgd's (heavy-ball or Nesterov momentum) or adam's."""
+        if self.solver == "sgd":
+            return Momentum(self.momentum, self.nesterovs_momentum)
+        return Adam(self.beta_1, self.beta_2, self.epsilon)
+
+    def _new_stopping(self, theta):
+        """scikit-learn's convergence rule: n_iter_no_change + 1 epochs in a row without an improvement by
+        tol of the training loss (of the validation score with early_stopping, which keeps the best
+        parameters); with learning_rate="adaptive" (sgd) running out divides the rate by 5 instead."""
+        return Stopping.start(theta, "val_score" if self.early_stopping else "loss", self.tol,
+                              self.n_iter_no_change + 1, restore_best=self.early_stopping,
+                              adaptive=self.solver == "sgd" and self.learning_rate == "adaptive")
+
     def _network(self):
-        """The fastmlp network, its parameters taken from coefs_ and intercepts_ (which users may set)."""
+        """The fastmlp network whose parameters coefs_ and intercepts_ are; arrays that users set in their
+        place (or that a copy of the estimator holds) are copied into it first."""
         net = self._net
         net.backend = self.backend
-        net.weights, net.biases = self.coefs_, self.intercepts_
+        published = getattr(self, "_published", [])
+        current = [*self.coefs_, *self.intercepts_]
+        if not (len(current) == len(published) and all(a is b and a.base is net._theta
+                                                        for a, b in zip(current, published))):
+            net.weights, net.biases = self.coefs_, self.intercepts_
         return net
 
     def _publish(self, net):
-        """coefs_ and intercepts_: copies of the network's parameters."""
-        self.coefs_ = [W.copy() for W in net.weights]
-        self.intercepts_ = [b.copy() for b in net.biases]
+        """coefs_ and intercepts_: writable views into the network's parameters (as scikit-learn's, which
+        its updates change in place), so that predicting copies nothing."""
+        self.coefs_, self.intercepts_ = net._arch.split(net._theta)
+        self._published = [*self.coefs_, *self.intercepts_]
 
     def _fit_lbfgs(self, net, X, Y):
         """L-BFGS-B through scipy.optimize, fastmlp computing the loss and its gradient. The value handed
@@ -206,8 +228,7 @@ class _BaseMLP(BaseEstimator):
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         if not incremental or not hasattr(self, "_optimizer"):
-            self._optimizer = (Momentum(self.momentum, self.nesterovs_momentum) if self.solver == "sgd"
-                               else Adam(self.beta_1, self.beta_2, self.epsilon))
+            self._optimizer = self._new_optimizer()
             self._learning_rate = float(self.learning_rate_init)
         rng = self._random_state
         empty = (X[:0], Y[:0], np.zeros(0, np.int64))
@@ -225,10 +246,7 @@ class _BaseMLP(BaseEstimator):
             self.best_loss_ = None if self.early_stopping else np.inf
             self.best_validation_score_ = -np.inf if self.early_stopping else None
         if getattr(self, "_stopping", None) is None or not incremental:
-            self._stopping = Stopping.start(
-                net._theta, "val_score" if self.early_stopping else "loss", self.tol, self.n_iter_no_change + 1,
-                restore_best=self.early_stopping,
-                adaptive=self.solver == "sgd" and self.learning_rate == "adaptive")
+            self._stopping = self._new_stopping(net._theta)
         settings = LoopSettings(batch_size, self._rates(epochs, steps_per_epoch, n), self.alpha, "l2", 0.0,
                                 steps_per_epoch, 0, True, self._optimizer, self._stopping)
         sample_idx = np.arange(n)
@@ -299,12 +317,27 @@ class _BaseMLP(BaseEstimator):
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
                           "optimization hasn't converged yet.", ConvergenceWarning)
 
+    # -- conversions (fastmlp.export) ----------------------------------------------------------------
+
+    @classmethod
+    def from_sklearn(cls, estimator):
+        """This estimator with the parameters and every fitted attribute of a fitted scikit-learn one
+        (its optimizer's state too, so that partial_fit goes on from where it stood)."""
+        from .export import from_sklearn
+        return from_sklearn(cls, estimator)
+
+    def to_sklearn(self):
+        """The scikit-learn estimator with this one's parameters and fitted state (see from_sklearn)."""
+        from .export import to_sklearn
+        return to_sklearn(self)
+
     # -- predicting -------------------------------------------------------------------------------------
 
     def _forward(self, X):
         """The output layer (N, O) for X, validated as scikit-learn validates it."""
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        if not _is_plain(X, self):        # a plain array is checked by the network (NaN/inf included)
+            X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
         net = self._network()
         if X.dtype == np.float64 and net.dtype == np.float32:
             net = net.astype(np.float64)      # as scikit-learn: float64 X with float32 weights computes in float64
@@ -314,6 +347,13 @@ class _BaseMLP(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = False
         return tags
+
+
+def _is_plain(X, estimator):
+    """Whether X is what scikit-learn's validate_data would hand on unchanged: a 2-D float32/float64
+    ndarray with rows and the fitted number of columns, the estimator fitted without feature names."""
+    return (type(X) is np.ndarray and X.ndim == 2 and X.dtype in (np.float32, np.float64) and len(X) > 0
+            and X.shape[1] == estimator.n_features_in_ and not hasattr(estimator, "feature_names_in_"))
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):

@@ -143,7 +143,9 @@ def check_finite(name, a):
     """Raise ValueError naming the first NaN or infinity of array `a`, if it has one."""
     if not np.isfinite(a).all():
         bad = np.argwhere(~np.isfinite(a))[0]
-        raise ValueError(f"{name} must be finite, found {a[tuple(bad)]} at index {tuple(int(i) for i in bad)}")
+        value = a[tuple(bad)]
+        raise ValueError(f"{name} must be finite, found {'NaN' if np.isnan(value) else value} at index "
+                         f"{tuple(int(i) for i in bad)}")
 
 
 def _converted(name, a, ndim, dtype, shape):

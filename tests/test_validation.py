@@ -19,7 +19,7 @@ def net(backend):
     (np.zeros((4, 2, 1)), ValueError, r"X must be 2-D, got 3-D"),
     (np.zeros((4, 3)), ValueError, r"X must have shape \(N, 2\), got \(4, 3\)"),
     (np.zeros((0, 2)), ValueError, r"X must not be empty"),
-    (np.array([[0.0, np.nan]]), ValueError, r"X must be finite, found nan at index \(0, 1\)"),
+    (np.array([[0.0, np.nan]]), ValueError, r"X must be finite, found NaN at index \(0, 1\)"),
     (np.array([[0.0, np.inf]]), ValueError, r"X must be finite, found inf"),
     (np.zeros((4, 2), dtype=object), TypeError, r"X must hold real numbers, got dtype object"),
     (np.zeros((4, 2), dtype=complex), TypeError, r"X must hold real numbers, got dtype complex128"),
@@ -62,7 +62,7 @@ def test_any_non_finite_entry_is_named_and_changes_nothing(backend, dtype, bad):
                 A = array.copy()
                 A[index] = bad
                 XY = (A, Y) if name == "X" else (X, A)
-                message = rf"{name} must be finite, found {bad} at index \({index[0]}, {index[1]}\)"
+                message = rf"{name} must be finite, found {'NaN' if np.isnan(bad) else bad} at index \({index[0]}, {index[1]}\)"
                 calls = [lambda: net.step(*XY, 0.1), lambda: net.loss(*XY), lambda: net.loss_and_gradients(*XY)]
                 if name == "X":
                     calls += [lambda: net.forward(A), lambda: net.predict(A), lambda: net.score(A, Y.argmax(1))]
