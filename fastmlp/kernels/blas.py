@@ -35,8 +35,9 @@ NO, YES = ord("N"), ord("T")
 
 @nb.njit(**STRICT)
 def gemm(transpose_a, transpose_b, A, B, C, alpha, beta, scalars):
-    """C = alpha op(A) @ op(B) + beta C in place (beta 0 or 1), for C-contiguous A, B, C. scalars: a
-    (2,) array of C's dtype that BLAS reads alpha and beta from (BLAS takes them by pointer).
+    """C = alpha op(A) @ op(B) + beta C in place (beta 0 or 1), for row-major A, B, C whose rows are
+    contiguous (C-contiguous arrays, or column slices of them). scalars: a (2,) array of C's dtype that
+    BLAS reads alpha and beta from (BLAS takes them by pointer).
 
     The kernels call this with BLAS held to one thread (one_blas_thread), where its blocking, and so
     every bit of C, follows from the shapes alone; with several threads OpenBLAS cuts a long inner
@@ -46,8 +47,8 @@ def gemm(transpose_a, transpose_b, A, B, C, alpha, beta, scalars):
     scalars[0] = alpha
     scalars[1] = beta
     xxgemm(ord("d") if C.itemsize == 8 else ord("s"), YES if transpose_b else NO, YES if transpose_a else NO,
-           cols, rows, inner, scalars[0:1].ctypes, B.ctypes, B.shape[1], A.ctypes, A.shape[1],
-           scalars[1:2].ctypes, C.ctypes, C.shape[1])
+           cols, rows, inner, scalars[0:1].ctypes, B.ctypes, B.strides[0] // B.itemsize, A.ctypes,
+           A.strides[0] // A.itemsize, scalars[1:2].ctypes, C.ctypes, C.strides[0] // C.itemsize)
 
 
 # -- BLAS's own threads, from Python ---------------------------------------------------------------------

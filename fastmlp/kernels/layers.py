@@ -31,7 +31,7 @@ from .fastmath import (
     FAST, IDENTITY, SIGMOID, SOFTMAX, STRICT, activate_rows, exp_nonpositive, scale_by_derivative, sigmoid,
 )
 from .memory import aligned_empty
-from .plan import layers_groups, layers_plan
+from .plan import FORWARD_MIN_ROWS, column_groups, layers_groups, layers_plan
 
 MSE, CROSS_ENTROPY = 0, 1
 LOSS_CODES = {"mse": MSE, "cross_entropy": CROSS_ENTROPY}
@@ -283,14 +283,45 @@ def forward_in_groups(spec, theta, X, Y, inv_N, n_groups, out):
     return total
 
 
+@nb.njit(parallel=True, **FAST)
+def columns_product(prev, W, Z, scalars):
+    """Z = prev @ W, W's columns cut into len(scalars) groups, one product each in parallel."""
+    n_groups, cols = scalars.shape[0], W.shape[1]
+    for g in nb.prange(n_groups):
+        c0, c1 = g * cols // n_groups, (g + 1) * cols // n_groups
+        gemm(False, False, prev, W[:, c0:c1], Z[:, c0:c1], 1.0, 0.0, scalars[g])
+
+
+@nb.njit(**FAST)
+def forward_in_columns(spec, theta, X, Y, inv_N, n_groups, out, scratch):
+    """out = the network's output for a few rows X, as chunk_forward computes it with every layer's
+    product cut into n_groups column groups (columns_product); returns the data loss times N."""
+    sizes, codes = spec[0], spec[1]
+    acts, N, L = scratch[0], X.shape[0], sizes.size - 1
+    scalars = np.empty((n_groups, 2), X.dtype)
+    prev, at = X, 0
+    for l in range(1, L + 1):
+        Z = rows_view(acts, at, N, sizes[l])
+        columns_product(prev, weight_view(theta, sizes, l), Z, scalars)
+        activate_rows(Z, bias_view(theta, sizes, l), codes[l - 1] if l < L else IDENTITY)
+        prev, at = Z, at + N * sizes[l]
+    total = output_and_loss(spec, prev, Y, 0, inv_N, rows_view(scratch[1], 0, N, sizes[L]), Y.shape[0] == N)
+    out[:] = prev
+    return total
+
+
 @nb.njit(**FAST)
 def forward_into(spec, theta, X, Y, out, scratch):
     """out (N, O) = the network's output for X (N, D); returns the data loss against Y (N, O), or 0 when
-    Y has no rows. Batches that layers_groups splits run as groups in parallel."""
+    Y has no rows. Batches that layers_groups splits run as groups in parallel (from fewer rows than
+    gradients: forward has no buffers to sum)."""
     N = X.shape[0]
     inv_N = X.dtype.type(1.0 / N)
-    n_groups = layers_groups(N, spec[0], spec[6], X.itemsize)
+    n_groups = layers_groups(N, spec[0], spec[6], X.itemsize, FORWARD_MIN_ROWS)
     if n_groups == 1:
+        n_columns = column_groups(N, spec[0], spec[6], X.itemsize)
+        if n_columns > 1:
+            return forward_in_columns(spec, theta, X, Y, inv_N, n_columns, out, scratch) / N
         return rows_forward(spec, theta, X, Y, 0, N, inv_N, out, scratch) / N
     return forward_in_groups(spec, theta, X, Y, inv_N, n_groups, out) / N
 

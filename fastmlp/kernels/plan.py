@@ -1,4 +1,5 @@
-"""How a batch is cut into chunks of rows and groups of chunks.
+"""How a batch is cut into chunks of rows and groups of chunks (for forward on a few rows through
+wide layers, groups of columns).
 
 The cut depends only on the shapes and the dtype, never on a thread count, so every result is
 bitwise identical with 1 or many threads, run after run, on any BLAS kernel. Each group (a contiguous
@@ -21,6 +22,8 @@ LAYER_MAX_ROWS = 1024          # and at most this many rows (see layers_plan)
 LAYER_MAX_GROUPS = 8           # most groups of the layered path (a power of two, see layers_groups)
 GROUP_MIN_MACS = 550_000       # a layered group's least work in multiply-adds ...
 GROUP_MIN_ROWS = 64            # ... and rows (see layers_groups) ...
+FORWARD_MIN_ROWS = 8           # ... or, for forward alone, this many rows
+COLUMN_MIN_BYTES = 768 << 10   # fewer rows: a network's least weight bytes for forward to cut its columns
 MANY_GROUPS_MIN_MACS = 1 << 27 # ... and beyond two groups, each group's least multiply-adds
 
 
@@ -55,9 +58,9 @@ def group_rows(g, n_groups, n_chunks, block, N):
 
 
 @nb.njit(**STRICT)
-def layers_groups(N, sizes, max_groups, itemsize):
+def layers_groups(N, sizes, max_groups, itemsize, min_rows=GROUP_MIN_ROWS):
     """How many groups the layered path splits a batch of N rows into, from the shapes alone: 2 when
-    each has at least GROUP_MIN_ROWS rows and GROUP_MIN_MACS multiply-adds, and twice as many while
+    each has at least min_rows rows and GROUP_MIN_MACS multiply-adds, and twice as many while
     each still has MANY_GROUPS_MIN_MACS; a power of two (so that they share 2, 4 or 8 threads evenly),
     at most max_groups (1 where BLAS's threads cannot be held to one, see kernels.spec_of), and more
     than 2 only while their gradient buffers stay within GROUP_BUFFER_BYTES.
@@ -67,13 +70,16 @@ def layers_groups(N, sizes, max_groups, itemsize):
     against two groups, 53 against 59 us at N = 64, 85 against 99 at 96, 114 against 91 at 128.
     Groups beyond the cores cost buffers and shorter products: on a 2-core AMD EPYC, float64, 4 groups
     against 2 took (256, 784, 256, 128, 10) from 3.1 to 5.1 ms, and 8 against 2 (1024, 20, 64, 64,
-    64, 1) from 0.73 to 0.81 ms; from 2^27 multiply-adds a group, the fork and the buffers are noise."""
+    64, 1) from 0.73 to 0.81 ms; from 2^27 multiply-adds a group, the fork and the buffers are noise.
+    forward alone (min_rows FORWARD_MIN_ROWS) has no gradient buffers to sum: two groups paid from 8
+    rows at (784, 256, 128, 10) on that EPYC, float64, 32 rows in 221 us against 387 in one group,
+    64 in 528 against 716 (float32: 161 against 263, 249 against 399)."""
     macs = 0
     n_params = 0
     for l in range(1, sizes.size):
         macs += sizes[l - 1] * sizes[l]
         n_params += sizes[l - 1] * sizes[l] + sizes[l]
-    min_rows = max(GROUP_MIN_ROWS, (GROUP_MIN_MACS + macs - 1) // macs)
+    min_rows = max(min_rows, (GROUP_MIN_MACS + macs - 1) // macs)
     if max_groups < 2 or N < 2 * min_rows:
         return 1
     groups = 2
@@ -81,3 +87,21 @@ def layers_groups(N, sizes, max_groups, itemsize):
            and 2 * groups * n_params * itemsize <= GROUP_BUFFER_BYTES):
         groups *= 2
     return groups
+
+
+@nb.njit(**STRICT)
+def column_groups(N, sizes, max_groups, itemsize):
+    """How many groups forward cuts every layer's columns into for a batch too small to cut into rows
+    (fewer than 2 FORWARD_MIN_ROWS): 2 when the weights take COLUMN_MIN_BYTES, else 1. From the shapes
+    alone, as every cut (see layers_groups). A few rows through wide layers are bound by reading the
+    weights, and in two groups each thread reads half of them; below about a megabyte the fork costs
+    more. Measured on a 2-core AMD EPYC, one row (8 rows), in one group against two, in us:
+    (784, 256, 128, 10) float64 35 against 24 (115 against 45), float32 16 against 14 (99 against 26),
+    (784, 1024, 10) float64 198 against 103; (200, 400, 10) float64 12.5 against 16.6, float32 6.4
+    against 10.8 (15 against 16)."""
+    n_weights = 0
+    for l in range(1, sizes.size):
+        n_weights += sizes[l - 1] * sizes[l]
+    if max_groups < 2 or N >= 2 * FORWARD_MIN_ROWS or n_weights * itemsize < COLUMN_MIN_BYTES:
+        return 1
+    return 2
