@@ -77,18 +77,40 @@ TRAIN_SHAPES = {"small": [Case(50, (2, 10, 2))], "default": [Case(50, (2, h, 2))
 TRAIN_SHAPES["full"] = TRAIN_SHAPES["default"]
 
 
+def parse_case(text):
+    """A Case from --fastmlp-case 'N:SIZES:ACTIVATION:OUTPUT:LOSS', e.g. '128:784,256,10:relu:softmax:cross_entropy'."""
+    try:
+        n, sizes, activation, output, loss = text.split(":")
+        case = Case(int(n), tuple(int(s) for s in sizes.split(",")), activation, output, loss)
+    except ValueError:
+        raise pytest.UsageError(f"--fastmlp-case must be N:SIZES:ACTIVATION:OUTPUT:LOSS, e.g. "
+                                f"128:784,256,10:relu:softmax:cross_entropy; got {text!r}") from None
+    fastmlp.MLP(case.sizes, activation=case.activation, output=case.output, loss=case.loss)   # checks it
+    return case
+
+
 def pytest_generate_tests(metafunc):
     grid = metafunc.config.getoption("--fastmlp-grid") or (
         "small" if metafunc.config.getoption("benchmark_disable", False) else "default")
+    one_case = metafunc.config.getoption("--fastmlp-case")
+    name = metafunc.function.__name__
     if "case" in metafunc.fixturenames:
         cases = {"test_train_loop": TRAIN_SHAPES[grid], "test_interleaved": INTERLEAVED,
-                 "test_step_one_thread": WIDE + BRICKS}.get(metafunc.function.__name__, GRIDS[grid])
+                 "test_step_one_thread": WIDE + BRICKS}.get(name, GRIDS[grid])
         if grid == "small" and cases is not GRIDS[grid]:
             cases = cases[:1]
+        if one_case:
+            cases = [parse_case(one_case)] if name in ("test_forward", "test_step", "test_train_loop") else []
         metafunc.parametrize("case", cases, ids=[c.id for c in cases])
     if "backend" in metafunc.fixturenames:
-        backends = [*BACKENDS, *PEERS] if metafunc.function.__name__ != "test_train_loop" else [
-            "numpy", "numba", "torch", "jax"]
+        backends = [*BACKENDS, *PEERS] if name != "test_train_loop" else ["numpy", "numba", "torch", "jax"]
+        chosen = metafunc.config.getoption("--fastmlp-backends")
+        if chosen:
+            unknown = set(chosen.split(",")) - {*BACKENDS, *PEERS}
+            if unknown:
+                raise pytest.UsageError(f"--fastmlp-backends: unknown {sorted(unknown)}; the backends are "
+                                        f"{[*BACKENDS, *PEERS]}")
+            backends = [b for b in backends if b in chosen.split(",")]
         metafunc.parametrize("backend", backends)
     if "dtype" in metafunc.fixturenames:
         metafunc.parametrize("dtype", ["float64", "float32"])

@@ -20,9 +20,21 @@ def pytest_addoption(parser):
                           "test), default (~10 min on 2 cores), full (adds N = 1e6 and H = 4096)")
     parser.addoption("--fastmlp-results", default=str(RESULTS / "benchmarks.csv"),
                      help="the CSV this run merges its rows into")
+    parser.addoption("--fastmlp-case", default=None, metavar="N:SIZES:ACTIVATION:OUTPUT:LOSS",
+                     help="forward, step and train_loop of this one network instead of the grid, e.g. "
+                          "128:784,256,10:relu:softmax:cross_entropy (what `fastmlp bench` runs)")
+    parser.addoption("--fastmlp-backends", default=None, metavar="B1,B2",
+                     help="only these backends (numpy, minimal, numba, torch, jax, sklearn)")
+    parser.addoption("--fastmlp-steps", type=int, default=None, help="steps of each train_loop (default 1,000)")
 
 
 def pytest_configure(config):
+    steps = config.getoption("--fastmlp-steps")
+    if steps is not None:
+        import bench_fastmlp
+        if steps < 1:
+            raise pytest.UsageError(f"--fastmlp-steps must be at least 1, got {steps}")
+        bench_fastmlp.TRAIN_STEPS = steps
     disabled = config.getoption("benchmark_disable", False) or config.getoption("benchmark_skip", False)
     if not disabled and not config.getoption("benchmark_json", None):
         # pytest-benchmark only hands its data (extra_info included) to pytest_benchmark_update_json
@@ -51,14 +63,15 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
     except FileNotFoundError:
         baseline = None
     merged = results.merge_results(rows, path)
-    picture = results.speedup_plot(merged, path.with_name("speedup.png"))
+    machine = rows["machine"].iloc[0]
+    picture = results.speedup_plot(results.run_rows(merged, machine), path.with_name("speedup.png"))
     summary = path.with_name("summary.md")
     with atomic_path(summary) as tmp:
         tmp.write_text(results.summary(merged))
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     write = reporter.write_line if reporter else print
-    write(f"\nfastmlp: wrote {len(rows)} rows into {path}, {summary}" + (f" and {picture}" if picture else "")
-          + "; python -m fastmlp.results regenerates the README's tables")
+    write(f"\nfastmlp: wrote {len(rows)} rows of run {rows['run_id'].iloc[0]} on {machine} into {path}, {summary}"
+          + (f" and {picture}" if picture else "") + "; python -m fastmlp.results regenerates the README's tables")
     if baseline is not None:
         table = results.regression_table(rows, baseline)
         write("fastmlp: this run against the CSV before it (ratio > 1: slower now)")

@@ -1,4 +1,4 @@
-"""The command line: `fastmlp train`, `fastmlp demo` (also `python -m fastmlp`)."""
+"""The command line: `fastmlp train | demo | race | bench | compare` (also `python -m fastmlp`)."""
 
 import argparse
 import sys
@@ -72,7 +72,50 @@ def build_parser():
     race.add_argument("--cases", default="all", help="comma-separated case names of fastmlp.race.CASES")
     race.add_argument("--repeats", type=int, default=3, help="fits of each library per case (median)")
     race.add_argument("--out", type=Path, help="also write the rows to this CSV")
+
+    bench = commands.add_parser(
+        "bench", help="benchmark one network on this machine with the benchmark harness",
+        description="Time forward, step (plain gradient descent, l2 reg 1e-3) and train_loop (--steps steps on "
+                    "a fixed batch) of one network for each backend, with the harness of benchmarks/ (the same "
+                    "timing and the same check of every backend against the reference), and this machine's "
+                    "matrix-product peak in the same run; prints each backend's ratio to fastmlp and its fraction "
+                    "of that peak, and merges the rows into --out (beside it: summary.md, speedup.png). Needs a "
+                    "source checkout and the dev extras (pytest-benchmark); the peers need fastmlp[peers].")
+    bench.add_argument("--sizes", type=layer_sizes, required=True, help="layer widths, e.g. 784,256,10")
+    bench.add_argument("--batch", type=positive_int, default=128, help="rows per batch (default 128)")
+    bench.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu")
+    bench.add_argument("--output", choices=sorted(OUTPUTS), default="softmax")
+    bench.add_argument("--loss", choices=sorted(LOSSES), default="cross_entropy")
+    bench.add_argument("--dtype", choices=sorted(DTYPES), default="float64")
+    bench.add_argument("--backends", default="numba,numpy,minimal,torch,jax,sklearn",
+                       help="comma-separated (default: all; the peers that are not installed are skipped)")
+    bench.add_argument("--steps", type=positive_int, default=1000, help="steps of each train_loop (default 1,000)")
+    bench.add_argument("--out", type=Path, default=Path("runs/bench/benchmarks.csv"),
+                       help="the CSV the rows are merged into (default runs/bench/benchmarks.csv)")
+
+    compare = commands.add_parser(
+        "compare", help="compare two benchmark runs case by case",
+        description="Each case that both runs measured: the two medians, their ratio (> 1: slower in NEW) and "
+                    "whether the change is beyond the runs' own spread (the larger interquartile range). A run is "
+                    "a run_id, a machine (its main run), a unique prefix of either (looked up in --csv), a CSV "
+                    "file (its newest run) or FILE:RUN. Exits with status 1 when --fail-above is given and a "
+                    "case is slower beyond its spread by more than that ratio.")
+    compare.add_argument("base", help="the run to compare against")
+    compare.add_argument("new", help="the run to compare")
+    compare.add_argument("--csv", type=Path, default=Path("results/benchmarks.csv"),
+                         help="where run ids and machines are looked up (default results/benchmarks.csv)")
+    compare.add_argument("--fail-above", type=float, metavar="RATIO",
+                         help="exit 1 if a case is slower beyond its spread by more than this ratio, e.g. 1.2")
+    compare.add_argument("--all", action="store_true", help="list the unchanged cases too")
     return parser
+
+
+def layer_sizes(text):
+    """'784,256,10' -> (784, 256, 10): at least an input and an output width."""
+    sizes = hidden_sizes(text)
+    if len(sizes) < 2:
+        raise argparse.ArgumentTypeError(f"expected at least two comma-separated widths, got {text!r}")
+    return sizes
 
 
 def positive_int(text):
@@ -171,6 +214,98 @@ def race_command(args):
         print(f"wrote {write_csv(frame, args.out)}")
 
 
+def bench_command(args):
+    """Run the harness (benchmarks/bench_fastmlp.py, bench_peak.py) on one case in a pytest process, then
+    print its run's table."""
+    import importlib.util
+    import subprocess
+
+    from . import results
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "benchmarks" / "bench_fastmlp.py").exists():
+        raise ValueError(f"fastmlp bench runs the harness in benchmarks/, which this installation ({root}) lacks: "
+                         f"run it from a source checkout (pip install -e '.[dev]')")
+    if importlib.util.find_spec("pytest_benchmark") is None:
+        raise ImportError("fastmlp bench needs pytest-benchmark: pip install -e '.[dev]'")
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    case = f"{args.batch}:{','.join(map(str, args.sizes))}:{args.activation}:{args.output}:{args.loss}"
+    selection = (f"(test_peak_gemm and {args.dtype}) or ((test_forward or test_step or test_train_loop) "
+                 f"and not one_thread and {args.dtype})")
+    out = args.out.resolve()
+    command = [sys.executable, "-m", "pytest", str(root / "benchmarks" / "bench_fastmlp.py"),
+               str(root / "benchmarks" / "bench_peak.py"), "--benchmark-only", "-p", "no:cacheprovider",
+               "-k", selection, f"--fastmlp-case={case}", f"--fastmlp-backends={','.join(backends)}",
+               f"--fastmlp-steps={args.steps}", f"--fastmlp-results={out}", "-q", "-rN"]
+    print("running:", " ".join(command[2:]), flush=True)
+    status = subprocess.run(command, cwd=root).returncode
+    if status not in (0, 5) or not out.exists():
+        raise ValueError(f"the benchmark run failed (pytest exit status {status}); see its output above")
+    frame = pd_read(out)
+    rows = results.run_rows(frame, results.runs(frame)["run_id"].iloc[0])
+    print(f"\n{results.run_heading(rows)}\n{bench_table(rows).to_string(index=False)}")
+    print(f"\nrows merged into {out}")
+
+
+def bench_table(rows):
+    """One run's rows as the table `fastmlp bench` prints: per operation and backend the median, the
+    backend's median over fastmlp's (numba's; > 1: fastmlp faster), GFLOP/s and the fraction of peak."""
+    rows = rows[rows["operation"].isin(["forward", "step", "train_loop"])].copy()
+    numba = rows[rows["backend"] == "numba"].set_index(["operation", "dtype"])["median_s"]
+    rows["vs_fastmlp"] = [m / numba.get((op, dt), float("nan"))
+                          for m, op, dt in zip(rows["median_s"], rows["operation"], rows["dtype"])]
+    rows["median_ms"] = rows["median_s"] * 1e3
+    table = rows[["operation", "backend", "dtype", "median_ms", "vs_fastmlp", "gflops", "fraction_of_peak",
+                  "max_rel_err"]]
+    return table.sort_values(["operation", "median_ms"]).round(
+        {"median_ms": 4, "vs_fastmlp": 2, "gflops": 2, "fraction_of_peak": 3})
+
+
+def pd_read(path):
+    import pandas as pd
+    return pd.read_csv(path)
+
+
+def compare_command(args):
+    """Print the comparison of two runs; returns 1 where --fail-above finds a slowdown beyond it."""
+    from . import results
+    base, new = (load_run(which, args.csv) for which in (args.base, args.new))
+    table = results.compare(base, new)
+    print(f"base: {results.run_heading(base)}\nnew:  {results.run_heading(new)}")
+    if base["machine"].iloc[0] != new["machine"].iloc[0]:
+        print("two machines: the ratios compare the machines (and whatever else differs), not only the code")
+    shown = table if args.all else table[table["change"] != ""]
+    if len(shown):
+        view = shown.assign(base_ms=shown["median_s_base"] * 1e3, new_ms=shown["median_s_new"] * 1e3)
+        print(view[["label", "base_ms", "new_ms", "ratio", "change"]].to_string(
+            index=False, float_format=lambda v: f"{v:.4g}"))
+    counts = table["change"].value_counts()
+    print(f"{len(table)} cases in both runs: {counts.get('slower', 0)} slower and {counts.get('faster', 0)} faster "
+          f"beyond their spread, {counts.get('', 0)} within it")
+    if args.fail_above is not None:
+        failing = table[(table["change"] == "slower") & (table["ratio"] > args.fail_above)]
+        if len(failing):
+            print(f"fastmlp: {len(failing)} cases slower than {args.fail_above:g}x the base beyond their spread",
+                  file=sys.stderr)
+            return 1
+    return 0
+
+
+def load_run(which, csv):
+    """The rows of one run: FILE, FILE:RUN, or RUN looked up in csv (see `fastmlp compare --help`)."""
+    from . import results
+    path, _, name = which.rpartition(":")
+    if not (path and Path(path).is_file()):
+        path, name = (which, "") if Path(which).is_file() else (csv, which)
+    if not Path(path).is_file():
+        raise ValueError(f"no results CSV at {path}")
+    frame = results.upgrade(pd_read(path))
+    for column in ("median_s", "iqr_s", "n_samples"):
+        frame[column] = frame[column].astype(float)
+    if not name:
+        name = results.runs(frame)["run_id"].iloc[0]
+    return results.run_rows(frame, name)
+
+
 def main(argv=None):
     """Entry point of the `fastmlp` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -179,6 +314,10 @@ def main(argv=None):
             train_command(args)
         elif args.command == "race":
             race_command(args)
+        elif args.command == "bench":
+            bench_command(args)
+        elif args.command == "compare":
+            return compare_command(args)
         else:
             from . import demo
             demo.run(args.out, steps=args.steps, compare_steps=args.compare_steps, frames=args.frames,
