@@ -92,16 +92,18 @@ def layers_groups(N, sizes, max_groups, itemsize, min_rows=GROUP_MIN_ROWS):
 @nb.njit(**STRICT)
 def column_groups(N, sizes, max_groups, itemsize):
     """How many groups forward cuts every layer's columns into for a batch too small to cut into rows
-    (fewer than 2 FORWARD_MIN_ROWS): 2 when the weights take COLUMN_MIN_BYTES, else 1. From the shapes
-    alone, as every cut (see layers_groups). A few rows through wide layers are bound by reading the
-    weights, and in two groups each thread reads half of them; below about a megabyte the fork costs
-    more. Measured on a 2-core AMD EPYC, one row (8 rows), in one group against two, in us:
-    (784, 256, 128, 10) float64 35 against 24 (115 against 45), float32 16 against 14 (99 against 26),
-    (784, 1024, 10) float64 198 against 103; (200, 400, 10) float64 12.5 against 16.6, float32 6.4
-    against 10.8 (15 against 16)."""
+    (fewer than 2 FORWARD_MIN_ROWS): 2 when the weights take COLUMN_MIN_BYTES (a single row: twice
+    that), else 1. From the shapes alone, as every cut (see layers_groups). A few rows through wide
+    layers are bound by reading the weights, and in two groups each thread reads half of them; below
+    about a megabyte the fork (and waking the second thread) costs more. Measured on a 2-core AMD EPYC,
+    one row (8 rows), in one group against two, in us: (784, 256, 128, 10) float64 35 against 24 (115
+    against 45), float32 16 against 14 but 34 to 68 in the benchmark, where the second thread sleeps
+    between calls (99 against 26); (784, 1024, 10) float64 198 against 103; (200, 400, 10) float64
+    12.5 against 16.6, float32 6.4 against 10.8 (15 against 16)."""
     n_weights = 0
     for l in range(1, sizes.size):
         n_weights += sizes[l - 1] * sizes[l]
-    if max_groups < 2 or N >= 2 * FORWARD_MIN_ROWS or n_weights * itemsize < COLUMN_MIN_BYTES:
+    least = COLUMN_MIN_BYTES * (2 if N == 1 else 1)
+    if max_groups < 2 or N >= 2 * FORWARD_MIN_ROWS or n_weights * itemsize < least:
         return 1
     return 2
