@@ -30,7 +30,7 @@ from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 
 from . import training
 from .loop import BEST, LoopSettings, Stopping
@@ -116,27 +116,47 @@ class _BaseMLP(BaseEstimator):
 
     # -- fitting ---------------------------------------------------------------------------------------
 
-    def fit(self, X, y):
-        """Fit the model to X (n_samples, n_features) and y; returns self."""
-        return self._fit(X, y, incremental=False)
+    def fit(self, X, y, *, X_val=None, y_val=None):
+        """Fit the model to X (n_samples, n_features) and y; returns self. X_val, y_val: a validation set
+        of the user's for early_stopping (as scikit-learn's HistGradientBoosting estimators take it),
+        instead of a validation_fraction split of X; validation_scores_ are its scores."""
+        return self._fit(X, y, incremental=False, given=(X_val, y_val))
 
-    def _fit(self, X, y, incremental):
+    def _fit(self, X, y, incremental, given=(None, None)):
         hidden = self._check_params()
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        self._check_given_validation(*given)
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
         self._random_state = check_random_state(self.random_state)
         if first_pass:
             self._initialize(Y, [X.shape[1], *hidden, Y.shape[1]], X.dtype)
         net = self._network()
+        validation = None if given[0] is None else self._validation_set(*given, net.dtype)
         X = np.require(X, net.dtype, ["C", "W"])      # the kernels write nothing, but take no read-only types
         Y = np.require(Y, net.dtype, ["C", "W"])
         if self.solver == "lbfgs":
             self._fit_lbfgs(net, X, Y)
         else:
-            self._fit_stochastic(net, X, Y, incremental)
+            self._fit_stochastic(net, X, Y, incremental, validation)
         self._publish(net)
         return self
+
+    def _check_given_validation(self, X_val, y_val):
+        """X_val and y_val come together, and only for early stopping (sgd or adam)."""
+        if (X_val is None) != (y_val is None):
+            raise ValueError("X_val and y_val must be given together (a validation set), got only "
+                             + ("X_val" if y_val is None else "y_val"))
+        if X_val is not None and not (self.early_stopping and self.solver != "lbfgs"):
+            raise ValueError("X_val and y_val are a validation set for early stopping: set early_stopping=True "
+                             "(with solver 'sgd' or 'adam'), or leave them out")
+
+    def _validation_set(self, X_val, y_val, dtype):
+        """(X_val, Y_val, labels) checked as X and y are, in the network's dtype."""
+        X_val = validate_data(self, X_val, reset=False, dtype=(np.float64, np.float32))
+        Y_val = self._validation_targets(y_val, len(X_val))
+        return (np.require(X_val, dtype, ["C", "W"]), np.require(Y_val, dtype, ["C", "W"]),
+                self._labels(Y_val))
 
     def _initialize(self, Y, sizes, dtype):
         """A fresh network, initialised as scikit-learn initialises its MLP (same draws)."""
@@ -223,7 +243,7 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("Solver produced non-finite parameter weights. The input data may contain "
                              "large values and need to be preprocessed.")
 
-    def _fit_stochastic(self, net, X, Y, incremental):
+    def _fit_stochastic(self, net, X, Y, incremental, given=None):
         """Epochs of minibatch sgd or adam in one backend train_loop run (see fastmlp.training._fit)."""
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
@@ -233,7 +253,9 @@ class _BaseMLP(BaseEstimator):
         rng = self._random_state
         empty = (X[:0], Y[:0], np.zeros(0, np.int64))
         validation = empty
-        if self.early_stopping:
+        if given is not None:
+            validation = given
+        elif self.early_stopping:
             X, Y, validation = self._validation_split(X, Y, rng)
         n = len(X)
         if self.batch_size != "auto" and self.batch_size > n:
@@ -384,6 +406,18 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                                  f"{self.classes_}. 'y' has {classes}.")
         return X, self._label_binarizer.transform(y).astype(X.dtype)
 
+    def _validation_targets(self, y_val, n_samples):
+        """y_val as the network's targets, its labels among classes_."""
+        y_val = np.asarray(y_val)
+        if y_val.ndim == 2 and y_val.shape[1] == 1:
+            y_val = column_or_1d(y_val, warn=True)
+        if len(y_val) != n_samples:
+            raise ValueError(f"X_val and y_val must have the same number of rows, got {n_samples} and {len(y_val)}")
+        unknown = np.setdiff1d(unique_labels(y_val), self.classes_)
+        if len(unknown):
+            raise ValueError(f"y_val has labels not in classes_ {self.classes_}: {unknown}")
+        return self._label_binarizer.transform(y_val).astype(np.float64).reshape(n_samples, -1)
+
     def _labels(self, Y):
         """What the loop scores accuracy against: class indices (none for multilabel: subset accuracy)."""
         if self._label_binarizer.y_type_.startswith("multilabel"):
@@ -435,6 +469,16 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         return X, y
+
+    def _validation_targets(self, y_val, n_samples):
+        """y_val as the network's targets: numbers, one column per output."""
+        y_val = check_array(y_val, ensure_2d=False, dtype=np.float64, input_name="y_val")
+        if len(y_val) != n_samples:
+            raise ValueError(f"X_val and y_val must have the same number of rows, got {n_samples} and {len(y_val)}")
+        Y_val = y_val.reshape(n_samples, -1)
+        if Y_val.shape[1] != self.n_outputs_:
+            raise ValueError(f"y_val must have {self.n_outputs_} target(s) per row as y has, got {Y_val.shape[1]}")
+        return Y_val
 
     def _labels(self, Y):
         return np.zeros(0, np.int64)

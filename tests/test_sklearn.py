@@ -205,3 +205,37 @@ def test_top_level_names_and_missing_scikit_learn():
             "try:\n    fastmlp.MLPClassifier\nexcept ImportError as e:\n    print(e)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "pip install 'fastmlp[sklearn]'" in out
+
+
+def test_early_stopping_on_a_validation_set_the_user_gives(digits):
+    """fit(X, y, X_val=..., y_val=...): the whole of X trains, validation_scores_ are X_val's scores,
+    and the parameters kept are those of the best of them."""
+    X, y = digits
+    X_train, y_train, X_val, y_val = X[:450], y[:450], X[450:], y[450:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = MLPClassifier((20,), early_stopping=True, max_iter=30, random_state=0).fit(
+            X_train, y_train, X_val=X_val, y_val=y_val)
+        assert est.t_ == est.n_iter_ * len(X_train) and len(est.validation_scores_) == est.n_iter_
+        assert est.best_validation_score_ == max(est.validation_scores_) == est.score(X_val, y_val)
+        split = MLPClassifier((20,), early_stopping=True, max_iter=30, random_state=0).fit(X_train, y_train)
+        assert split.t_ == split.n_iter_ * round(0.9 * len(X_train))
+        reg = MLPRegressor((10,), early_stopping=True, max_iter=20, random_state=0).fit(
+            X_train, y_train * 1.0, X_val=X_val, y_val=y_val * 1.0)
+        assert reg.best_validation_score_ == pytest.approx(reg.score(X_val, y_val * 1.0), abs=1e-12)
+
+
+@pytest.mark.parametrize("kwargs, fit_kwargs, match", [
+    (dict(early_stopping=True), dict(X_val="X"), "must be given together"),
+    (dict(), dict(X_val="X", y_val="y"), "set early_stopping=True"),
+    (dict(early_stopping=True, solver="lbfgs"), dict(X_val="X", y_val="y"), "set early_stopping=True"),
+    (dict(early_stopping=True), dict(X_val="X3", y_val="y"), "X has 3 features"),
+    (dict(early_stopping=True), dict(X_val="X", y_val="y10"), "y_val has labels not in classes_"),
+    (dict(early_stopping=True), dict(X_val="X", y_val="short"), "same number of rows"),
+])
+def test_a_validation_set_is_checked_like_the_training_set(digits, kwargs, fit_kwargs, match):
+    X, y = digits
+    y = y % 5
+    named = {"X": X[:50], "X3": X[:50, :3], "y": y[:50], "y10": y[:50] + 5, "short": y[:49]}
+    with pytest.raises(ValueError, match=match):
+        MLPClassifier(max_iter=2, **kwargs).fit(X, y, **{k: named[v] for k, v in fit_kwargs.items()})
