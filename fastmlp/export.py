@@ -10,6 +10,8 @@ two things in its own words:
     bias=False           MatMul, no C            Linear(bias=False)          (always has biases)
     "sigmoid"            Sigmoid                 nn.Sigmoid                  "logistic"
     "tanh", "relu"       Tanh, Relu              nn.Tanh, nn.ReLU            "tanh", "relu"
+    "leaky_relu", "elu", their defining ops:     nn.LeakyReLU(0.01), nn.ELU(),   (fastmlp's estimators only)
+    "softplus"           see onnx_leaky_relu...  nn.Softplus()
     "softmax"            Softmax(axis=-1)        nn.Softmax(dim=-1)          "softmax"
     "identity"           (nothing)               (nothing)                   "identity"
 
@@ -23,21 +25,55 @@ import numpy as np
 
 from .files import atomic_path
 from .network import MLP
+from .reference import LEAKY_SLOPE
 
-# The bricks as ONNX operators: (op_type, attributes); identity adds no node.
+def onnx_leaky_relu(graph, x, output):
+    """leaky_relu as Max(x, slope x): LeakyRelu's alpha is a float32 attribute (0.01 off by 2e-10)."""
+    slope = graph.constant(f"{output}_slope", graph.scalar(LEAKY_SLOPE))
+    return graph.node("Max", [x, graph.node("Mul", [x, slope], f"{output}_scaled")], output)
+
+
+def onnx_elu(graph, x, output):
+    """ELU (alpha 1) as Where(x > 0, x, Exp(Min(x, 0)) - 1): onnxruntime has no float64 Elu."""
+    zero, one = graph.constant(f"{output}_0", graph.scalar(0)), graph.constant(f"{output}_1", graph.scalar(1))
+    below = graph.node("Sub", [graph.node("Exp", [graph.node("Min", [x, zero], f"{output}_min")], f"{output}_exp"),
+                               one], f"{output}_below")
+    return graph.node("Where", [graph.node("Greater", [x, zero], f"{output}_pos"), x, below], output)
+
+
+def onnx_softplus(graph, x, output):
+    """Softplus as Relu(x) + Log(1 + Exp(-Abs(x))), which never overflows: onnxruntime has no float64
+    Softplus."""
+    one = graph.constant(f"{output}_1", graph.scalar(1))
+    tail = graph.node("Exp", [graph.node("Neg", [graph.node("Abs", [x], f"{output}_abs")], f"{output}_neg")],
+                      f"{output}_exp")
+    log = graph.node("Log", [graph.node("Add", [one, tail], f"{output}_1p")], f"{output}_log")
+    return graph.node("Add", [graph.node("Relu", [x], f"{output}_relu"), log], output)
+
+
+# The bricks as ONNX operators: (op_type, attributes), or a function (graph, x, output) building the
+# brick from standard operators; identity adds no node.
 ONNX_FUNCTIONS = {
     "identity": None,
     "sigmoid": ("Sigmoid", {}),
     "tanh": ("Tanh", {}),
     "relu": ("Relu", {}),
+    "leaky_relu": onnx_leaky_relu,
+    "elu": onnx_elu,
+    "softplus": onnx_softplus,
     "softmax": ("Softmax", {"axis": -1}),
 }
-# The bricks as torch.nn modules: (class name, constructor keywords); identity adds no module.
+# The bricks as torch.nn modules: (class name, constructor keywords, which from_torch requires of a
+# module too); identity adds no module. PyTorch's Softplus returns z itself above z = 20 (0 to 2e-9
+# from log(1 + exp(z)) there).
 TORCH_FUNCTIONS = {
     "identity": None,
     "sigmoid": ("Sigmoid", {}),
     "tanh": ("Tanh", {}),
     "relu": ("ReLU", {}),
+    "leaky_relu": ("LeakyReLU", {"negative_slope": LEAKY_SLOPE}),
+    "elu": ("ELU", {"alpha": 1.0}),
+    "softplus": ("Softplus", {"beta": 1.0}),
     "softmax": ("Softmax", {"dim": -1}),
 }
 
@@ -124,11 +160,17 @@ class _OnnxGraph:
         self.nodes.append(self.onnx.helper.make_node(op_type, inputs, [output], name=output, **attributes))
         return output
 
+    def scalar(self, value):
+        return np.array(value, self.dtype)
+
     def function(self, name, x, output):
         """The brick `name` (ONNX_FUNCTIONS) applied to x."""
-        if ONNX_FUNCTIONS[name] is None:
+        entry = ONNX_FUNCTIONS[name]
+        if entry is None:
             return x
-        op_type, attributes = ONNX_FUNCTIONS[name]
+        if callable(entry):
+            return entry(self, x, output)
+        op_type, attributes = entry
         return self.node(op_type, [x], output, **attributes)
 
     def network(self, net):
@@ -155,12 +197,12 @@ class _OnnxGraph:
         """"label" and "probabilities" from the output layer h, as the estimator's predict and predict_proba."""
         classes = estimator.classes_
         if estimator._label_binarizer.y_type_.startswith("multilabel"):
-            above = self.node("Greater", [h, self.constant("half", np.array(0.5, self.dtype))], "above_half")
+            above = self.node("Greater", [h, self.constant("half", self.scalar(0.5))], "above_half")
             label = self.node("Cast", [above], "labels", to=self.onnx.TensorProto.INT64)
             return [self.output("label", label, ["N", len(classes)], np.int64),
                     self.output("probabilities", h, ["N", len(classes)])]
         if len(classes) == 2:                       # one sigmoid output: the columns 1 - p and p
-            one = self.constant("one", np.array(1.0, self.dtype))
+            one = self.constant("one", self.scalar(1))
             h = self.node("Concat", [self.node("Sub", [one, h], "one_minus_p"), h], "p_both", axis=1)
         index = self.node("ArgMax", [h], "class_index", axis=1, keepdims=0)
         kind = classes.dtype.kind
@@ -270,6 +312,10 @@ def _torch_layers(torch, sequential):
             why = " (fastmlp has no dropout; in inference it does nothing: drop it)" if "Dropout" in str(module) else ""
             raise ValueError(f"from_torch: module {i} ({module!r}) has no fastmlp brick{why}; fastmlp reads Linear "
                              f"layers, each followed by at most one of {known}")
+        wanted = {key: value for key, value in TORCH_FUNCTIONS[name][1].items() if key != "dim"}
+        other = {key: getattr(module, key) for key, value in wanted.items() if getattr(module, key) != value}
+        if other:
+            raise ValueError(f"from_torch: module {i} ({module!r}) has {other}; fastmlp's {name} has {wanted}")
         if name == "softmax" and module.dim not in (None, 1, -1):
             raise ValueError(f"from_torch: module {i} ({module!r}) takes softmax over dim {module.dim}; fastmlp's "
                              f"softmax runs over the features (dim=-1)")
@@ -349,6 +395,10 @@ def to_sklearn(ours):
     sk = _require("sklearn.neural_network", "sklearn")
     if not hasattr(ours, "coefs_"):
         raise ValueError(f"to_sklearn: this {type(ours).__name__} is not fitted yet")
+    from .sklearn import SKLEARN_ACTIVATIONS
+    if ours.activation not in SKLEARN_ACTIVATIONS:
+        raise ValueError(f"to_sklearn: scikit-learn's MLPs have no activation {ours.activation!r} (they have "
+                         f"{', '.join(SKLEARN_ACTIVATIONS)}); to_onnx or to_torch carry it")
     theirs = getattr(sk, type(ours).__name__)
     estimator = theirs(**{k: v for k, v in ours.get_params().items() if k in theirs._get_param_names()})
     for name in FITTED:

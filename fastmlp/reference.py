@@ -6,8 +6,9 @@ A network stacks L dense layers (fastmlp.architecture). With h0 = X (N, D), for 
     Loss = data loss(Y, z_L, h_L) + (reg / N) * penalty(W_1, ..., W_L)
 
 The bricks, each a small named function in a table looked up by name:
-- ACTIVATIONS: identity, sigmoid, tanh, relu, each with its derivative written through its output h
-  (sigmoid: h (1 - h), tanh: 1 - h**2, relu: 1 where h > 0);
+- ACTIVATIONS: identity, sigmoid, tanh, relu, leaky_relu, elu, softplus, each with its derivative
+  written through its output h (sigmoid: h (1 - h), tanh: 1 - h**2, relu: 1 where h > 0, leaky_relu:
+  1 or 0.01, elu: 1 or h + 1, softplus: 1 - exp(-h));
 - OUTPUTS: identity, sigmoid, softmax (the last not elementwise: its backward is a Jacobian product);
 - LOSSES: "mse" sum((Y - h_L)**2) / (2N) (the article's) and "cross_entropy" (-sum(Y log p) / N with
   softmax, -sum(Y log p + (1 - Y) log(1 - p)) / N with sigmoid, computed stably from z_L), each with its
@@ -68,11 +69,47 @@ def relu_derivative(h):
     return (h > 0).astype(h.dtype)
 
 
+LEAKY_SLOPE = 0.01
+
+
+def leaky_relu(z):
+    """z where z > 0, else LEAKY_SLOPE z."""
+    return np.where(z > 0, z, z.dtype.type(LEAKY_SLOPE) * z)
+
+
+def leaky_relu_derivative(h):
+    """1 where h > 0 (h and z have the same sign), else LEAKY_SLOPE."""
+    return np.where(h > 0, 1, LEAKY_SLOPE).astype(h.dtype)
+
+
+def elu(z):
+    """z where z > 0, else exp(z) - 1 (alpha 1)."""
+    return np.where(z > 0, z, np.expm1(np.minimum(z, 0)))
+
+
+def elu_derivative(h):
+    """1 where h > 0, else exp(z) = h + 1."""
+    return np.where(h > 0, 1, h + 1).astype(h.dtype)
+
+
+def softplus(z):
+    """log(1 + exp(z)) without overflow: max(z, 0) + log1p(exp(-|z|))."""
+    return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
+
+
+def softplus_derivative(h):
+    """sigmoid(z) = 1 - exp(-h), as h = log(1 + exp(z))."""
+    return -np.expm1(-h)
+
+
 ACTIVATIONS = {
     "identity": (identity, identity_derivative),
     "sigmoid": (sigmoid, sigmoid_derivative),
     "tanh": (tanh, tanh_derivative),
     "relu": (relu, relu_derivative),
+    "leaky_relu": (leaky_relu, leaky_relu_derivative),
+    "elu": (elu, elu_derivative),
+    "softplus": (softplus, softplus_derivative),
 }
 
 
@@ -113,11 +150,6 @@ def squared_error_gradient(Y, z, h, output):
         return {"dLoss_dh": dLoss_dh, "dLoss_dz": softmax_backward(h, dLoss_dh)}
     dh_dz = OUTPUTS[output][1](h)
     return {"dLoss_dh": dLoss_dh, "dh_dz": dh_dz, "dLoss_dz": dLoss_dh * dh_dz}
-
-
-def softplus(z):
-    """log(1 + exp(z)) without overflow: max(z, 0) + log1p(exp(-|z|))."""
-    return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
 
 
 def cross_entropy(Y, z, h, output):

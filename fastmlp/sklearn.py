@@ -37,7 +37,10 @@ from .loop import BEST, LoopSettings, Stopping
 from .network import MLP, glorot_init
 from .optimizers import Adam, Momentum
 
-ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
+# scikit-learn's names of the activations, then the bricks it lacks under fastmlp's names
+ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
+               "leaky_relu": "leaky_relu", "elu": "elu", "softplus": "softplus"}
+SKLEARN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
 OUTPUTS = {"identity": "identity", "logistic": "sigmoid", "softmax": "softmax"}
 SOLVERS = ("lbfgs", "sgd", "adam")
 LEARNING_RATES = ("constant", "invscaling", "adaptive")

@@ -13,7 +13,7 @@ onnx = pytest.importorskip("onnx")
 onnxruntime = pytest.importorskip("onnxruntime")
 
 ONNX_TOL = {"float32": 1e-5, "float64": 1e-12}
-ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu")
+ACTIVATIONS = tuple(fastmlp.reference.ACTIVATIONS)
 OUTPUTS = (("identity", "mse"), ("sigmoid", "cross_entropy"), ("sigmoid", "mse"), ("softmax", "cross_entropy"),
            ("softmax", "mse"))
 
@@ -33,7 +33,7 @@ def session(proto):
     return onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
-def inputs(n_features, n=17, seed=0, scale=2.0):
+def inputs(n_features, n=17, seed=0, scale=4.0):
     return np.random.default_rng(seed).normal(scale=scale, size=(n, n_features))
 
 
@@ -59,7 +59,7 @@ def test_onnx_runtime_computes_every_brick_combination(dtype):
         assert got.dtype == dtype and got.shape == (len(X), net.sizes[-1])
         assert_close(got, net.forward(X), dtype)
         count += 1
-    assert count == 16 * len(OUTPUTS) * 2                  # every combination ran
+    assert count == (1 + 3 * len(ACTIVATIONS) + 3) * len(OUTPUTS) * 2      # every combination ran
 
 
 def test_onnx_batch_dimension_is_dynamic_and_float32_is_the_default():
@@ -231,8 +231,10 @@ def test_from_torch_reads_a_network_trained_in_pytorch():
 
 
 @pytest.mark.parametrize("layers, output, match", [
-    ("Linear(4, 8), LeakyReLU(), Linear(8, 3)", None, "module 1 .*LeakyReLU.* has no fastmlp brick"),
     ("Linear(4, 8), Dropout(), Linear(8, 3)", None, "Dropout.*no dropout"),
+    ("Linear(4, 8), LeakyReLU(0.2), Linear(8, 3)", None, r"negative_slope.: 0.2.*leaky_relu has"),
+    ("Linear(4, 8), Softplus(beta=2.0), Linear(8, 3)", None, r"beta.: 2.0"),
+    ("Linear(4, 8), GELU(), Linear(8, 3)", None, "no fastmlp brick"),
     ("Linear(4, 8), ReLU(), ReLU(), Linear(8, 3)", None, "follows another activation"),
     ("ReLU(), Linear(4, 8)", None, "before the first Linear"),
     ("Linear(4, 8), Linear(7, 3)", None, "gives 8 features but layer 2 takes 7"),
@@ -365,3 +367,17 @@ def test_estimator_coefs_are_the_network_and_predictions_follow_them():
     twin = copy.deepcopy(est)
     twin.coefs_[0][...] = 0                                 # a copy's arrays are its own
     assert not np.allclose(twin.predict_proba(X), est.predict_proba(X))
+
+
+def test_estimators_with_fastmlps_own_activations_export_but_not_to_sklearn():
+    sk = pytest.importorskip("fastmlp.sklearn")
+    X = inputs(5, 60)
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)
+    for activation in ("leaky_relu", "elu", "softplus"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est = sk.MLPClassifier((6,), activation=activation, max_iter=20, random_state=0).fit(X, y)
+        probabilities = session(fastmlp.to_onnx(est, dtype="float64")).run(None, {"X": X})[1]
+        assert_close(probabilities, est.predict_proba(X), "float64")
+        with pytest.raises(ValueError, match=f"no activation '{activation}'"):
+            est.to_sklearn()

@@ -37,8 +37,10 @@ MAGIC_64, MAGIC_32 = 1.5 * 2.0**52 + 1023, np.float32(1.5 * 2.0**23 + 127)
 X_MIN_64, X_MIN_32 = -708.0, np.float32(-87.0)     # exp(x) stays a normal number above these
 
 # activation and output codes (the names of fastmlp.reference's tables)
-IDENTITY, SIGMOID, TANH, RELU, SOFTMAX = 0, 1, 2, 3, 4
-FUNCTION_CODES = {"identity": IDENTITY, "sigmoid": SIGMOID, "tanh": TANH, "relu": RELU, "softmax": SOFTMAX}
+IDENTITY, SIGMOID, TANH, RELU, SOFTMAX, LEAKY_RELU, ELU, SOFTPLUS = 0, 1, 2, 3, 4, 5, 6, 7
+FUNCTION_CODES = {"identity": IDENTITY, "sigmoid": SIGMOID, "tanh": TANH, "relu": RELU, "softmax": SOFTMAX,
+                  "leaky_relu": LEAKY_RELU, "elu": ELU, "softplus": SOFTPLUS}
+LEAKY_SLOPE = 0.01          # leaky_relu's slope below 0 (fastmlp.reference.LEAKY_SLOPE)
 
 
 def pade_exp_coefficients(n):
@@ -194,6 +196,18 @@ def _tanh_for_dtype(z):
     return _tanh32 if z == types.float32 else _tanh64
 
 
+@nb.njit(inline="always", **FAST)
+def log1p_unit(e):
+    """log(1 + e) for 0 <= e <= 1, vectorisable (math.log1p is a scalar libm call here): 2 atanh(s) =
+    2 (s + s^3 / 3 + ... + s^35 / 35) with s = e / (2 + e) <= 1/3, the next term below 1e-18 of the sum."""
+    s = e / (2.0 + e)
+    s2 = s * s
+    total = 1.0 / 35.0
+    for k in range(16, -1, -1):
+        total = total * s2 + 1.0 / (2 * k + 1)
+    return 2.0 * s * total
+
+
 # -- activations over rows: in place, one branch-free loop per code ---------------------------------------
 
 @nb.njit(inline="always", **FAST)
@@ -219,6 +233,23 @@ def activate_rows(Z, b, code):
             for j in range(width):
                 z = Z[i, j] + b[j]
                 Z[i, j] = z if z > zero else zero
+    elif code == LEAKY_RELU:
+        slope = Z.dtype.type(LEAKY_SLOPE)
+        for i in range(n):
+            for j in range(width):
+                z = Z[i, j] + b[j]
+                Z[i, j] = z if z > zero else slope * z
+    elif code == ELU:
+        one = Z.dtype.type(1)
+        for i in range(n):
+            for j in range(width):
+                z = Z[i, j] + b[j]
+                Z[i, j] = z if z > zero else exp_nonpositive(min(z, zero)) - one
+    elif code == SOFTPLUS:
+        for i in range(n):
+            for j in range(width):
+                z = Z[i, j] + b[j]
+                Z[i, j] = max(z, zero) + log1p_unit(exp_nonpositive(-abs(z)))
     else:
         for i in range(n):
             softmax_row(Z, i, b)
@@ -243,7 +274,8 @@ def softmax_row(Z, i, b):
 
 @nb.njit(inline="always", **FAST)
 def scale_by_derivative(D, H, code):
-    """D *= f'(z), written through H = f(z) (sigmoid h (1 - h), tanh 1 - h**2, relu h > 0), in place."""
+    """D *= f'(z), written through H = f(z) (sigmoid h (1 - h), tanh 1 - h**2, relu h > 0, leaky_relu
+    1 or its slope, elu 1 or h + 1, softplus 1 - exp(-h)), in place."""
     n, width = D.shape
     one = D.dtype.type(1)
     zero = D.dtype.type(0)
@@ -259,6 +291,19 @@ def scale_by_derivative(D, H, code):
         for i in range(n):
             for j in range(width):
                 D[i, j] = D[i, j] if H[i, j] > zero else zero
+    elif code == LEAKY_RELU:
+        slope = D.dtype.type(LEAKY_SLOPE)
+        for i in range(n):
+            for j in range(width):
+                D[i, j] = D[i, j] if H[i, j] > zero else slope * D[i, j]
+    elif code == ELU:
+        for i in range(n):
+            for j in range(width):
+                D[i, j] = D[i, j] if H[i, j] > zero else D[i, j] * (H[i, j] + one)
+    elif code == SOFTPLUS:
+        for i in range(n):
+            for j in range(width):
+                D[i, j] *= one - exp_nonpositive(-H[i, j])
 
 
 @nb.njit(**STRICT)
