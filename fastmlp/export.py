@@ -10,8 +10,9 @@ two things in its own words:
     bias=False           MatMul, no C            Linear(bias=False)          (always has biases)
     "sigmoid"            Sigmoid                 nn.Sigmoid                  "logistic"
     "tanh", "relu"       Tanh, Relu              nn.Tanh, nn.ReLU            "tanh", "relu"
-    "leaky_relu", "elu", their defining ops:     nn.LeakyReLU(0.01), nn.ELU(),   (fastmlp's estimators only)
-    "softplus"           see onnx_leaky_relu...  nn.Softplus()
+    "leaky_relu"         Max(x, 0.01 x)          nn.LeakyReLU(0.01)          (fastmlp's only)
+    "elu"                see onnx_elu            nn.ELU()                    (fastmlp's only)
+    "softplus"           see onnx_softplus       nn.Softplus()               (fastmlp's only)
     "softmax"            Softmax(axis=-1)        nn.Softmax(dim=-1)          "softmax"
     "identity"           (nothing)               (nothing)                   "identity"
 
@@ -26,6 +27,7 @@ import numpy as np
 from .files import atomic_path
 from .network import MLP
 from .reference import LEAKY_SLOPE
+
 
 def onnx_leaky_relu(graph, x, output):
     """leaky_relu as Max(x, slope x): LeakyRelu's alpha is a float32 attribute (0.01 off by 2e-10)."""
