@@ -220,6 +220,8 @@ def bench_command(args):
     import importlib.util
     import subprocess
 
+    import pandas as pd
+
     from . import results
     root = Path(__file__).resolve().parents[1]
     if not (root / "benchmarks" / "bench_fastmlp.py").exists():
@@ -240,29 +242,10 @@ def bench_command(args):
     status = subprocess.run(command, cwd=root).returncode
     if status not in (0, 5) or not out.exists():
         raise ValueError(f"the benchmark run failed (pytest exit status {status}); see its output above")
-    frame = pd_read(out)
+    frame = pd.read_csv(out)
     rows = results.run_rows(frame, results.runs(frame)["run_id"].iloc[0])
-    print(f"\n{results.run_heading(rows)}\n{bench_table(rows).to_string(index=False)}")
+    print(f"\n{results.run_heading(rows)}\n{results.bench_table(rows).to_string(index=False)}")
     print(f"\nrows merged into {out}")
-
-
-def bench_table(rows):
-    """One run's rows as the table `fastmlp bench` prints: per operation and backend the median, the
-    backend's median over fastmlp's (numba's; > 1: fastmlp faster), GFLOP/s and the fraction of peak."""
-    rows = rows[rows["operation"].isin(["forward", "step", "train_loop"])].copy()
-    numba = rows[rows["backend"] == "numba"].set_index(["operation", "dtype"])["median_s"]
-    rows["vs_fastmlp"] = [m / numba.get((op, dt), float("nan"))
-                          for m, op, dt in zip(rows["median_s"], rows["operation"], rows["dtype"])]
-    rows["median_ms"] = rows["median_s"] * 1e3
-    table = rows[["operation", "backend", "dtype", "median_ms", "vs_fastmlp", "gflops", "fraction_of_peak",
-                  "max_rel_err"]]
-    return table.sort_values(["operation", "median_ms"]).round(
-        {"median_ms": 4, "vs_fastmlp": 2, "gflops": 2, "fraction_of_peak": 3})
-
-
-def pd_read(path):
-    import pandas as pd
-    return pd.read_csv(path)
 
 
 def compare_command(args):
@@ -292,13 +275,15 @@ def compare_command(args):
 
 def load_run(which, csv):
     """The rows of one run: FILE, FILE:RUN, or RUN looked up in csv (see `fastmlp compare --help`)."""
+    import pandas as pd
+
     from . import results
     path, _, name = which.rpartition(":")
     if not (path and Path(path).is_file()):
         path, name = (which, "") if Path(which).is_file() else (csv, which)
     if not Path(path).is_file():
         raise ValueError(f"no results CSV at {path}")
-    frame = results.upgrade(pd_read(path))
+    frame = results.upgrade(pd.read_csv(path))
     for column in ("median_s", "iqr_s", "n_samples"):
         frame[column] = frame[column].astype(float)
     if not name:

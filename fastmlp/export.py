@@ -149,7 +149,7 @@ class _OnnxGraph:
     def __init__(self, onnx, dtype):
         self.onnx, self.dtype = onnx, dtype
         self.nodes, self.initializers = [], []
-        self.input = onnx.helper.make_tensor_value_info("X", self._elem(dtype), ["N", None])
+        self.input = None                   # set by network(), which knows the inputs' width
 
     def _elem(self, dtype):
         return self.onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))

@@ -289,6 +289,22 @@ def regression_table(new, baseline):
     return joined[columns].sort_values(key).reset_index(drop=True)
 
 
+def bench_table(frame):
+    """One run's forward, step and train_loop rows as `fastmlp bench` prints them: per operation and
+    backend the median, the backend's median over fastmlp's (numba's; > 1: fastmlp faster), GFLOP/s,
+    the fraction of the run's peak and the error against the reference."""
+    _check_one_run(frame)
+    rows = frame[frame["operation"].isin(PLOTTED_OPERATIONS)].copy()
+    numba = rows[rows["backend"] == "numba"].set_index(["operation", "dtype"])["median_s"]
+    rows["vs_fastmlp"] = [m / numba.get((op, dt), np.nan)
+                          for m, op, dt in zip(rows["median_s"], rows["operation"], rows["dtype"])]
+    rows["median_ms"] = rows["median_s"] * 1e3
+    table = rows[["operation", "backend", "dtype", "median_ms", "vs_fastmlp", "gflops", "fraction_of_peak",
+                  "max_rel_err"]]
+    return table.sort_values(["operation", "median_ms"]).round(
+        {"median_ms": 4, "vs_fastmlp": 2, "gflops": 2, "fraction_of_peak": 3})
+
+
 def compare(base, new):
     """Each case that two runs both measured (CASE, threads included): their medians, the ratio new /
     base (> 1: slower now) and `change`: "slower" or "faster" where the medians differ by more than the
