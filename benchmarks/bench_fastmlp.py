@@ -336,9 +336,9 @@ def test_step_one_thread(benchmark, dtype, case, compile_seconds):
 
 def run_train_loop(impl, arch, X, Y, y, theta, batch):
     curves = tuple(np.full(TRAIN_STEPS, np.nan) for _ in range(5))
-    empty = (X[:0], Y[:0], y[:0])
+    empty = (X[:0], Y[:0], y[:0], X[0, :0])
     settings = LoopSettings(batch, np.full(TRAIN_STEPS, 0.05), 1e-6, "l2", 0.0, TRAIN_STEPS, 0, False)
-    impl.train_loop(arch, theta, ((X, Y), (X, Y, y), empty), settings, curves)
+    impl.train_loop(arch, theta, ((X, Y, X[0, :0]), (X, Y, y), empty), settings, curves)
 
 
 def test_train_loop(benchmark, backend, dtype, case, compile_seconds):

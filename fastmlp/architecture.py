@@ -16,6 +16,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .bricks import CLASSIFIER_OUTPUTS
+
 
 class Architecture(NamedTuple):
     """sizes (n_inputs, *hidden, n_outputs); activations, one name per hidden layer; output and
@@ -60,8 +62,9 @@ class Architecture(NamedTuple):
         return weights, biases
 
     def is_classifier(self):
-        """Whether the outputs are class scores (sigmoid or softmax) rather than values (identity)."""
-        return self.output != "identity"
+        """Whether the outputs are class probabilities (sigmoid or softmax) rather than values
+        (identity, exp)."""
+        return self.output in CLASSIFIER_OUTPUTS
 
 
 def flat_zeros(arch, dtype):

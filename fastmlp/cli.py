@@ -7,7 +7,7 @@ from pathlib import Path
 from . import datasets
 from .backends import BACKENDS
 from .network import INITS
-from .reference import ACTIVATIONS, LOSSES, OUTPUTS, PENALTIES
+from .bricks import ACTIVATIONS, LOSSES, OUTPUTS, PENALTIES
 from .training import SCHEDULES, DivergenceError
 from .validation import DTYPES
 

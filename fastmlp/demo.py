@@ -44,7 +44,7 @@ def run(out_dir="runs", steps=300_000, compare_steps=20_000, frames=40, gif=True
     X, y = datasets.xor()
     from . import warmup
     echo("fastmlp demo: the network of 'One LEGO at a Time' learning XOR: 300 points, trained on the")
-    echo(f"first 50 as the article's code does. Its code sums the gradient over that batch, so its lr 0.003")
+    echo("first 50 as the article's code does. Its code sums the gradient over that batch, so its lr 0.003")
     echo(f"is lr {ARTICLE_LR:g} against the mean loss used here. Numba kernels ready in "
          f"{sum(warmup(('float64',)).values()):.1f} s (compiled or loaded from the cache).\n")
     echo(f"{'':28s} {f'after {steps:,} steps (numba)':>27s}   {f'first {compare_steps:,} steps, both backends':>42s}")

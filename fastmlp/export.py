@@ -14,6 +14,7 @@ two things in its own words:
     "elu"                see onnx_elu            nn.ELU()                    (fastmlp's only)
     "softplus"           see onnx_softplus       nn.Softplus()               (fastmlp's only)
     "softmax"            Softmax(axis=-1)        nn.Softmax(dim=-1)          "softmax"
+    "exp" (output)       Exp                     (none: to_torch refuses)    "exp" (loss="poisson")
     "identity"           (nothing)               (nothing)                   "identity"
 
 The optional libraries (onnx, torch, scikit-learn) are imported inside the functions that use them,
@@ -21,12 +22,13 @@ so `import fastmlp` never imports them; without them a clear ImportError names t
 """
 
 import copy
+import warnings
 
 import numpy as np
 
 from .files import atomic_path
 from .network import MLP
-from .reference import LEAKY_SLOPE
+from .bricks import LEAKY_SLOPE, OUTPUTS
 
 
 def onnx_leaky_relu(graph, x, output):
@@ -64,6 +66,7 @@ ONNX_FUNCTIONS = {
     "elu": onnx_elu,
     "softplus": onnx_softplus,
     "softmax": ("Softmax", {"axis": -1}),
+    "exp": ("Exp", {}),
 }
 # The bricks as torch.nn modules: (class name, constructor keywords, which from_torch requires of a
 # module too); identity adds no module. PyTorch's Softplus returns z itself above z = 20 (0 to 2e-9
@@ -236,6 +239,10 @@ def to_torch(model, *, dtype=None):
     dtype = np.dtype(net.dtype if dtype is None else dtype)
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    if net.output not in TORCH_FUNCTIONS:
+        raise ValueError(f"to_torch: PyTorch has no module for the output {net.output!r}; export the "
+                         f"network's z (fastmlp.MLP with output='identity' and the same parameters) and apply "
+                         f"torch.{net.output} to it, or use to_onnx")
     modules = []
     weights, biases = net._arch.split(net._theta)
     for W, b, name in zip(weights, biases, (*net.activations, net.output)):
@@ -256,8 +263,9 @@ def from_torch(sequential, *, output=None, loss=None, backend="numba"):
     activation (nn.Sigmoid, nn.Tanh, nn.ReLU; nn.Identity modules and nested Sequentials are read
     through). The last module gives the output function (nn.Sigmoid, or nn.Softmax over the last
     dimension; a final Linear: `output`, "identity" unless given, e.g. "softmax" for a network trained
-    on logits with CrossEntropyLoss). loss: "cross_entropy" for sigmoid/softmax outputs and "mse" for
-    identity unless given. dtype from the parameters (float32 or float64). Any module it cannot express
+    on logits with CrossEntropyLoss, "exp" for one trained with PoissonNLLLoss(log_input=True)).
+    loss: "cross_entropy" for sigmoid/softmax outputs, "poisson" for exp and "mse" for identity unless
+    given. dtype from the parameters (float32 or float64). Any module it cannot express
     is refused with the reason. Needs torch."""
     torch = _require("torch", "peers")
     if not isinstance(sequential, torch.nn.Sequential):
@@ -283,11 +291,11 @@ def from_torch(sequential, *, output=None, loss=None, backend="numba"):
     if last is not None and output is not None and output != last:
         raise ValueError(f"from_torch: the Sequential ends with {last}, but output={output!r} was given")
     output = last or output or "identity"
-    if output not in ("identity", "sigmoid", "softmax"):
+    if output not in OUTPUTS:
         raise ValueError(f"from_torch: the last layer's {output} is not one of fastmlp's output functions "
-                         f"(identity, sigmoid, softmax); end the Sequential with a Linear layer or one of those")
+                         f"({', '.join(OUTPUTS)}); end the Sequential with a Linear layer or one of those")
     if loss is None:
-        loss = "mse" if output == "identity" else "cross_entropy"
+        loss = {"identity": "mse", "exp": "poisson"}.get(output, "cross_entropy")
     sizes = [linears[0].in_features] + [linear.out_features for linear in linears]
     dtype = str(dtypes.pop()).replace("torch.", "")
     net = MLP(sizes, bias=has_bias.pop(), backend=backend, dtype=dtype, activation=hidden or "identity",
@@ -361,8 +369,6 @@ def from_sklearn(cls, estimator):
     if not hasattr(estimator, "coefs_"):
         raise ValueError(f"from_sklearn: this {cls.__name__} is not fitted yet")
     params = estimator.get_params()
-    if params.get("loss", "squared_error") != "squared_error":
-        raise ValueError(f"from_sklearn: loss={params['loss']!r} is not supported yet (squared_error only)")
     ours = cls(**{k: v for k, v in params.items() if k in cls._get_param_names()})
     ours._check_params()
     for name in FITTED:
@@ -401,6 +407,10 @@ def to_sklearn(ours):
     if ours.activation not in SKLEARN_ACTIVATIONS:
         raise ValueError(f"to_sklearn: scikit-learn's MLPs have no activation {ours.activation!r} (they have "
                          f"{', '.join(SKLEARN_ACTIVATIONS)}); to_onnx or to_torch carry it")
+    if getattr(ours, "class_weight", None) is not None:
+        warnings.warn("to_sklearn: scikit-learn's MLPClassifier has no class_weight; the estimator it returns "
+                      "predicts as this one, but fits (partial_fit, warm starts) without class weights",
+                      UserWarning, stacklevel=2)
     theirs = getattr(sk, type(ours).__name__)
     estimator = theirs(**{k: v for k, v in ours.get_params().items() if k in theirs._get_param_names()})
     for name in FITTED:

@@ -7,10 +7,10 @@ import numpy as np
 from . import reference, training
 from .backends import BACKENDS, CHECKS_FINITE, get_backend
 from .files import atomic_path
-from .reference import PENALTIES
+from .bricks import PENALTIES
 from .validation import (
     check_architecture, check_array, check_dtype, check_finite, check_labels, check_option, check_scalar,
-    check_seed, check_sizes, check_targets,
+    check_sample_weight, check_seed, check_sizes, check_targets,
 )
 
 DEFAULT_BACKEND = "numba"
@@ -46,10 +46,11 @@ INITS = {"article": article_init, "glorot": glorot_init, "he": he_init}
 class MLP:
     """A multilayer perceptron of LEGO bricks; MLP((2, 3, 2), seed=2017) is the article's network.
 
-    sizes: (n_inputs, *hidden, n_outputs). activation: "sigmoid", "tanh", "relu" or "identity" for
-    every hidden layer, or one name per hidden layer. output: "sigmoid", "softmax" or "identity".
-    loss: "mse" (the article's sum((Y - out)**2) / (2N)) or "cross_entropy" (sigmoid or softmax
-    outputs). init: "article" (RandomState(seed), per layer (2 * random((fan_in, fan_out)) - 1) /
+    sizes: (n_inputs, *hidden, n_outputs). activation: one of fastmlp.bricks.ACTIVATIONS ("sigmoid",
+    "tanh", "relu", "leaky_relu", "elu", "softplus", "identity") for every hidden layer, or one name per
+    hidden layer. output: "sigmoid", "softmax", "identity" or "exp". loss: "mse" (the article's
+    sum((Y - out)**2) / (2N)), "cross_entropy" (sigmoid or softmax outputs) or "poisson" (half the
+    Poisson deviance, exp output, non-negative targets). init: "article" (RandomState(seed), per layer (2 * random((fan_in, fan_out)) - 1) /
     sqrt(fan_in), biases zero: seed 2017 gives the article's weights), "glorot" (as scikit-learn's MLP)
     or "he". bias=False is the article's network exactly: biases stay zero and are never trained.
     backend: "numpy" (the reference) or "numba" (the compiled kernels). dtype: "float32" or "float64";
@@ -147,16 +148,25 @@ class MLP:
             raise ValueError(f"X and Y must have the same number of rows, got {len(X)} and {len(Y)}")
         return X, Y
 
+    def _check_weights(self, sample_weight, n_samples):
+        """Sample weights (N,) in the network's dtype, or None for none."""
+        if sample_weight is None:
+            return None
+        return check_sample_weight("sample_weight", sample_weight, n_samples, self._dtype)
+
     def _targets(self, name, y, n_samples):
         """(Y, labels) from what fit and score take: integer labels for classification outputs
         (Y one-hot, or y itself as a column for one sigmoid output), float targets (N,) or (N, O) for
-        identity (labels empty)."""
+        value outputs (labels empty; non-negative for the poisson loss)."""
         O = self.sizes[-1]
         if self._arch.is_classifier():
             labels = check_labels(name, y, n_classes=max(O, 2), n_samples=n_samples)
             Y = labels[:, None] if O == 1 else np.eye(O)[labels]
             return Y.astype(self._dtype), labels
         Y = check_targets(name, y, n_outputs=O, n_samples=n_samples, dtype=self._dtype)
+        if self._arch.loss == "poisson" and (Y < 0).any():
+            raise ValueError(f"{name} must be non-negative for loss='poisson' (counts, rates), found {Y.min()} "
+                             f"at row {int(np.argmin(Y.min(axis=1)))}")
         return Y, np.zeros(0, np.int64)
 
     # -- the network's functions --------------------------------------------------------------------
@@ -168,39 +178,44 @@ class MLP:
 
     def predict(self, X):
         """Class labels (N,) int64 for sigmoid/softmax outputs (argmax; one sigmoid output: 1 where it
-        exceeds 0.5), the outputs (N, O) themselves for identity."""
+        exceeds 0.5), the outputs (N, O) themselves for value outputs (identity, exp)."""
         return reference.predict_from_output(self._arch, self.forward(X))
 
-    def score(self, X, y):
+    def score(self, X, y, sample_weight=None):
         """Accuracy of predict(X) against labels y for classification outputs; R^2 (as scikit-learn's
-        r2_score) against targets y for identity."""
+        r2_score) against targets y for value outputs (identity, exp); rows weighted by sample_weight."""
         X = self._check_X(X, finite=not self._backend_checks_finite)
         Y, labels = self._targets("y", y, len(X))
+        weights = self._check_weights(sample_weight, len(X))
         h = self._backend.forward(self._arch, self._theta, X)        # X checked once
-        return reference.score_from_output(self._arch, h, Y, labels)
+        return reference.score_from_output(self._arch, h, Y, labels, weights)
 
-    def loss(self, X, Y, reg=0.0, penalty="l2"):
-        """The data loss plus (reg / N) * penalty(weights), as a float; Y (N, O) as the outputs."""
+    def loss(self, X, Y, reg=0.0, penalty="l2", *, sample_weight=None):
+        """The data loss plus (reg / N) * penalty(weights), as a float; Y (N, O) as the outputs. With
+        sample_weight (N,), each row's loss counts w_i / sum(w) and N is sum(w)."""
         X, Y = self._check_XY(X, Y)
         reg, penalty = _check_reg(reg, penalty)
-        return self._backend.loss(self._arch, self._theta, X, Y, reg, penalty)
+        weights = self._check_weights(sample_weight, len(X))
+        return self._backend.loss(self._arch, self._theta, X, Y, reg, penalty, weights)
 
-    def loss_and_gradients(self, X, Y, reg=0.0, penalty="l2"):
+    def loss_and_gradients(self, X, Y, reg=0.0, penalty="l2", *, sample_weight=None):
         """(loss, grads): grads aligned with `parameters` (weights, then biases if the net has them)."""
         X, Y = self._check_XY(X, Y)
         reg, penalty = _check_reg(reg, penalty)
-        loss, gradient = self._backend.loss_and_gradients(self._arch, self._theta, X, Y, reg, penalty)
-        weights, biases = self._arch.split(gradient)
-        return loss, weights + (biases if self.bias else [])
+        weights = self._check_weights(sample_weight, len(X))
+        loss, gradient = self._backend.loss_and_gradients(self._arch, self._theta, X, Y, reg, penalty, weights)
+        dW, db = self._arch.split(gradient)
+        return loss, dW + (db if self.bias else [])
 
-    def step(self, X, Y, lr, reg=0.0, penalty="l2"):
+    def step(self, X, Y, lr, reg=0.0, penalty="l2", *, sample_weight=None):
         """One gradient-descent update of every parameter in place; returns the loss before it. An
         update that is not finite raises fastmlp.DivergenceError and leaves the parameters as they were."""
         X, Y = self._check_XY(X, Y)
         lr = check_scalar("lr", lr, low=0.0, low_inclusive=False)
         reg, penalty = _check_reg(reg, penalty)
+        weights = self._check_weights(sample_weight, len(X))
         try:
-            return self._backend.step(self._arch, self._theta, X, Y, lr, reg, penalty)
+            return self._backend.step(self._arch, self._theta, X, Y, lr, reg, penalty, weights)
         except FloatingPointError as error:          # the backend left theta as it was
             raise training.DivergenceError(1, np.nan, None, f"the step at lr={lr:g} would make a parameter NaN "
                                                             f"or infinite: {error}") from None
@@ -208,13 +223,13 @@ class MLP:
     def fit(self, X, y, *, lr, steps=None, epochs=None, batch_size=None, shuffle=False, optimizer="sgd",
             reg=0.0, penalty="l2", schedule="constant", decay=1e-3, clip_norm=None, eval_every=None,
             eval_set=None, early_stopping=False, monitor="val_loss", patience=10, tol=1e-4,
-            snapshot_every=None, seed=None, progress=True, on_divergence="raise"):
+            snapshot_every=None, seed=None, progress=True, on_divergence="raise", sample_weight=None):
         """Train in place; returns a History (`history.frame`).
 
         y: integer labels for classification outputs (one sigmoid output: 0/1), float targets (N,)
-        or (N, O) for identity. Give `steps` or `epochs`. batch_size: None for full batch. With
-        `epochs`, every epoch walks all samples in batches (the last one smaller if batch_size does not
-        divide N); with `steps` and shuffle=False every step trains on the first batch_size samples (the
+        or (N, O) for value outputs (identity, exp). Give `steps` or `epochs`. batch_size: None for
+        full batch. With `epochs`, every epoch walks all samples in batches (the last one smaller if
+        batch_size does not divide N); with `steps` and shuffle=False every step trains on the first batch_size samples (the
         article's run). shuffle=True deals a fresh permutation each epoch (seeded by `seed`, drawn up
         front: the compiled loop runs whole epochs). optimizer: "sgd", "momentum", "nesterov"
         (momentum 0.9), "adam" (beta_1 0.9, beta_2 0.999, epsilon 1e-8), or a fastmlp.optimizers object
@@ -223,21 +238,24 @@ class MLP:
         "inverse" (lr / (1 + decay t)) or "exponential" (lr exp(-decay t)), t the 0-based step.
         clip_norm: clip the gradient's global norm. eval_every: record a row every this many steps
         (default 100, or once per epoch with `epochs`; and after the last step): loss (the step's
-        pre-update batch loss), the score on all of X, y after the update ("accuracy", or "r2" for
-        identity outputs), lr, grad_norm, and val_loss / val_<score> on eval_set=(X_val, y_val).
+        pre-update batch loss), the score on all of X, y after the update ("accuracy", or "r2" for value
+        outputs), lr, grad_norm, and val_loss / val_<score> on eval_set=(X_val, y_val).
         early_stopping: stop when `monitor` ("val_loss", "val_score" on eval_set, or "loss", the
         training loss averaged since the last evaluation) has not improved by more than tol for
         `patience` evaluations in a row, and restore the parameters of the best evaluation; the History
         says where and why (stopped_at, stop_reason, best_step). snapshot_every: keep a copy of the
         parameters this often (for animations). on_divergence: "raise" a DivergenceError or "stop" with
-        a warning and return the history so far.
+        a warning and return the history so far. sample_weight (N,): each row's weight in its batches'
+        losses (w_i / sum of the batch's w, as scikit-learn weights its MLP's loss; the penalty's N is
+        that sum); eval_set may be a triple (X_val, y_val, sample_weight_val) for a weighted validation
+        loss and score.
         """
         return training.fit(
             self, X, y, lr=lr, steps=steps, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
             optimizer=optimizer, reg=reg, penalty=penalty, schedule=schedule, decay=decay,
             clip_norm=clip_norm, eval_every=eval_every, eval_set=eval_set, early_stopping=early_stopping,
             monitor=monitor, patience=patience, tol=tol, snapshot_every=snapshot_every, seed=seed,
-            progress=progress, on_divergence=on_divergence)
+            progress=progress, on_divergence=on_divergence, sample_weight=sample_weight)
 
     def astype(self, dtype):
         """A copy of this network that computes in `dtype` ("float32" or "float64"), its parameters cast."""

@@ -3,17 +3,11 @@
 A network stacks L dense layers (fastmlp.architecture). With h0 = X (N, D), for l = 1 .. L:
 
     z_l = h_{l-1} @ W_l + b_l        h_l = activation_l(z_l)   (the output function for l = L)
-    Loss = data loss(Y, z_L, h_L) + (reg / N) * penalty(W_1, ..., W_L)
+    Loss = sum_i share_i loss(Y_i, z_L_i, h_L_i) + (reg / N) * penalty(W_1, ..., W_L)
 
-The bricks, each a small named function in a table looked up by name:
-- ACTIVATIONS: identity, sigmoid, tanh, relu, leaky_relu, elu, softplus, each with its derivative
-  written through its output h (sigmoid: h (1 - h), tanh: 1 - h**2, relu: 1 where h > 0, leaky_relu:
-  1 or 0.01, elu: 1 or h + 1, softplus: 1 - exp(-h));
-- OUTPUTS: identity, sigmoid, softmax (the last not elementwise: its backward is a Jacobian product);
-- LOSSES: "mse" sum((Y - h_L)**2) / (2N) (the article's) and "cross_entropy" (-sum(Y log p) / N with
-  softmax, -sum(Y log p + (1 - Y) log(1 - p)) / N with sigmoid, computed stably from z_L), each with its
-  gradient with respect to z_L;
-- PENALTIES: "l2" sum(W**2) / 2 (the article's) and "l1" sum |W|, over the weights only.
+where each row's share of the batch is 1 / N, or with sample weights w_i / sum(w) (and N is sum(w) in
+the penalty's factor too), as scikit-learn weights its MLP's loss. The bricks (activations, outputs,
+losses, penalties) are small named functions in the tables of fastmlp.bricks.
 
 The backward step walks the layers in reverse, one article-named factor at a time: for the article's
 network (2, 3, 2) it yields the article's dLoss_dh2, dh2_dz2, dLoss_dW2, dLoss_dh1, dh1_dz1, dLoss_dW1.
@@ -22,183 +16,14 @@ code differs in two ways: it omits the 1/N of the data term, and adds reg * sum(
 the penalty's derivative reg * W / N belongs. See README "How fastmlp differs from the article's code".
 
 Parameters come as one flat vector theta (see fastmlp.architecture); gradients are returned the same
-way. Every function computes in the dtype of its inputs: float32 in, float32 out.
+way. Every function computes in the dtype of its inputs: float32 in, float32 out. `weights` (N,), where
+a function takes them, are the rows' sample weights: None or an empty array for none.
 """
 
 import numpy as np
 
+from .bricks import ACTIVATIONS, LOSSES, OUTPUTS, PENALTIES
 from .loop import BAD_COUNT, BEST, BEST_STEP, LR_SCALE, STOPPED_AT
-
-# -- activations: f(z), and f'(z) written through h = f(z) -------------------------------------------
-
-
-def identity(z):
-    return z
-
-
-def identity_derivative(h):
-    return np.ones_like(h)
-
-
-def sigmoid(z):
-    """1 / (1 + exp(-z)), computed from exp(-|z|) so that no exp overflows (z = +-1000 gives 1 / 0)."""
-    e = np.exp(-np.abs(z))
-    return np.where(z >= 0, 1, e) / (1 + e)
-
-
-def sigmoid_derivative(h):
-    """d sigmoid(z) / dz written through its output h = sigmoid(z): h * (1 - h)."""
-    return h * (1 - h)
-
-
-def tanh(z):
-    return np.tanh(z)
-
-
-def tanh_derivative(h):
-    """d tanh(z) / dz = 1 - tanh(z)**2."""
-    return 1 - h * h
-
-
-def relu(z):
-    return np.maximum(z, 0)
-
-
-def relu_derivative(h):
-    """1 where relu(z) > 0, else 0 (0 at the kink z = 0, as scikit-learn and PyTorch take it)."""
-    return (h > 0).astype(h.dtype)
-
-
-LEAKY_SLOPE = 0.01
-
-
-def leaky_relu(z):
-    """z where z > 0, else LEAKY_SLOPE z."""
-    return np.where(z > 0, z, z.dtype.type(LEAKY_SLOPE) * z)
-
-
-def leaky_relu_derivative(h):
-    """1 where h > 0 (h and z have the same sign), else LEAKY_SLOPE."""
-    return np.where(h > 0, 1, LEAKY_SLOPE).astype(h.dtype)
-
-
-def elu(z):
-    """z where z > 0, else exp(z) - 1 (alpha 1)."""
-    return np.where(z > 0, z, np.expm1(np.minimum(z, 0)))
-
-
-def elu_derivative(h):
-    """1 where h > 0, else exp(z) = h + 1."""
-    return np.where(h > 0, 1, h + 1).astype(h.dtype)
-
-
-def softplus(z):
-    """log(1 + exp(z)) without overflow: max(z, 0) + log1p(exp(-|z|))."""
-    return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
-
-
-def softplus_derivative(h):
-    """sigmoid(z) = 1 - exp(-h), as h = log(1 + exp(z))."""
-    return -np.expm1(-h)
-
-
-ACTIVATIONS = {
-    "identity": (identity, identity_derivative),
-    "sigmoid": (sigmoid, sigmoid_derivative),
-    "tanh": (tanh, tanh_derivative),
-    "relu": (relu, relu_derivative),
-    "leaky_relu": (leaky_relu, leaky_relu_derivative),
-    "elu": (elu, elu_derivative),
-    "softplus": (softplus, softplus_derivative),
-}
-
-
-# -- outputs: the last layer's function ----------------------------------------------------------------
-
-
-def softmax(z):
-    """exp(z) / sum(exp(z)) along each row, shifted by the row's maximum so that no exp overflows."""
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def softmax_backward(p, dLoss_dp):
-    """dLoss_dz from dLoss_dp through p = softmax(z): p * (dLoss_dp - sum_k dLoss_dp[k] p[k])."""
-    return p * (dLoss_dp - np.sum(dLoss_dp * p, axis=1, keepdims=True))
-
-
-OUTPUTS = {
-    "identity": (identity, identity_derivative),
-    "sigmoid": (sigmoid, sigmoid_derivative),
-    "softmax": (softmax, None),           # not elementwise: see softmax_backward
-}
-
-
-# -- losses: the value, and the gradient with respect to the output layer's pre-activation z -----------
-
-
-def squared_error(Y, z, h, output):
-    """sum((Y - h)**2) / (2N), the article's loss."""
-    return np.sum((Y - h) ** 2) / (2 * len(Y))
-
-
-def squared_error_gradient(Y, z, h, output):
-    """The output layer's factors: dLoss_dh = -(Y - h) / N, then through the output function
-    (dh_dz elementwise, or softmax's Jacobian) to dLoss_dz."""
-    dLoss_dh = -(Y - h) / len(Y)
-    if output == "softmax":
-        return {"dLoss_dh": dLoss_dh, "dLoss_dz": softmax_backward(h, dLoss_dh)}
-    dh_dz = OUTPUTS[output][1](h)
-    return {"dLoss_dh": dLoss_dh, "dh_dz": dh_dz, "dLoss_dz": dLoss_dh * dh_dz}
-
-
-def cross_entropy(Y, z, h, output):
-    """-sum(Y log p) / N for softmax, -sum(Y log p + (1 - Y) log(1 - p)) / N for sigmoid, from z:
-    log softmax(z) = z - max - log(sum exp(z - max)); -(Y log p + (1-Y) log(1-p)) = softplus(z) - Y z."""
-    if output == "softmax":
-        shifted = z - z.max(axis=1, keepdims=True)
-        log_p = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
-        return -np.sum(Y * log_p) / len(Y)
-    return np.sum(softplus(z) - Y * z) / len(Y)
-
-
-def cross_entropy_gradient(Y, z, h, output):
-    """With its matching output (softmax or sigmoid) the chain collapses: dLoss_dz = (p - Y) / N."""
-    return {"dLoss_dz": (h - Y) / len(Y)}
-
-
-LOSSES = {
-    "mse": (squared_error, squared_error_gradient),
-    "cross_entropy": (cross_entropy, cross_entropy_gradient),
-}
-
-
-# -- penalties on the weights ----------------------------------------------------------------------------
-
-
-def l2_penalty(W):
-    """sum(W**2) / 2, the article's ridge penalty (before the reg / N factor)."""
-    return 0.5 * np.sum(W * W)
-
-
-def l2_penalty_gradient(W):
-    return W
-
-
-def l1_penalty(W):
-    """sum |W|, the lasso penalty the article suggests against exploding weights."""
-    return np.sum(np.abs(W))
-
-
-def l1_penalty_gradient(W):
-    return np.sign(W)
-
-
-PENALTIES = {
-    "l2": (l2_penalty, l2_penalty_gradient),
-    "l1": (l1_penalty, l1_penalty_gradient),
-}
-
 
 # -- the network ----------------------------------------------------------------------------------------
 
@@ -225,36 +50,47 @@ def forward(arch, theta, X):
     return forward_trace(arch, theta, X)[f"h{arch.n_layers}"]
 
 
+def shares(weights, N, dtype):
+    """Each row's share of the batch's loss (N, 1): 1 / N, or w_i / sum(w) with sample weights; and the
+    N of the penalty's reg / N: N, or sum(w)."""
+    if weights is None or len(weights) == 0:
+        return np.full((N, 1), 1 / N, dtype), N
+    total = float(np.sum(weights))
+    return (weights / dtype.type(total)).astype(dtype)[:, None], total
+
+
 def penalty_term(arch, theta, N, reg, penalty):
     """(reg / N) * penalty(all weights); biases are never penalised. A zero reg adds nothing (not
     0 * inf where a weight has overflowed)."""
     return 0.0 if reg == 0 else reg / N * PENALTIES[penalty][0](theta[:arch.n_weights])
 
 
-def loss_from_trace(arch, theta, trace, Y, reg, penalty):
+def loss_from_trace(arch, theta, trace, Y, reg, penalty, weights=None):
     """The loss, as a Python float, from a forward trace."""
     L = arch.n_layers
-    data_loss = LOSSES[arch.loss][0](Y, trace[f"z{L}"], trace[f"h{L}"], arch.output)
-    return float(data_loss + penalty_term(arch, theta, len(Y), reg, penalty))
+    share, N = shares(weights, len(Y), Y.dtype)
+    rows = LOSSES[arch.loss][0](Y, trace[f"z{L}"], trace[f"h{L}"], arch.output)
+    return float(np.sum(share[:, 0] * rows) + penalty_term(arch, theta, N, reg, penalty))
 
 
-def loss(arch, theta, X, Y, reg=0.0, penalty="l2"):
+def loss(arch, theta, X, Y, reg=0.0, penalty="l2", weights=None):
     """The data loss plus (reg / N) * penalty(weights), as a Python float."""
-    return loss_from_trace(arch, theta, forward_trace(arch, theta, X), Y, reg, penalty)
+    return loss_from_trace(arch, theta, forward_trace(arch, theta, X), Y, reg, penalty, weights)
 
 
-def backward(arch, theta, trace, Y, reg=0.0, penalty="l2"):
+def backward(arch, theta, trace, Y, reg=0.0, penalty="l2", weights=None):
     """The backward step, by the chain rule, layer by layer in reverse. Returns a dict of every
     factor: for each layer l, dLoss_dz{l}, dLoss_dW{l} (sizes[l-1], sizes[l]), dLoss_db{l}; for the
     hidden layers dLoss_dh{l} and dh{l}_dz{l}; for the output layer those the loss has (mse: dLoss_dh{L},
     and dh{L}_dz{L} for an elementwise output)."""
-    weights, _ = arch.split(theta)
-    L, N = arch.n_layers, len(Y)
+    Ws, _ = arch.split(theta)
+    L = arch.n_layers
+    share, N = shares(weights, len(Y), Y.dtype)
     penalty_gradient = PENALTIES[penalty][1]
-    output_factors = LOSSES[arch.loss][1](Y, trace[f"z{L}"], trace[f"h{L}"], arch.output)
+    output_factors = LOSSES[arch.loss][1](Y, trace[f"z{L}"], trace[f"h{L}"], arch.output, share)
     g = {_layer_name(name, L): value for name, value in output_factors.items()}
     for l in range(L, 0, -1):
-        W, dLoss_dz = weights[l - 1], g[f"dLoss_dz{l}"]
+        W, dLoss_dz = Ws[l - 1], g[f"dLoss_dz{l}"]
         g[f"dLoss_dW{l}"] = trace[f"h{l - 1}"].T @ dLoss_dz
         if reg != 0:
             g[f"dLoss_dW{l}"] = g[f"dLoss_dW{l}"] + reg / N * penalty_gradient(W)
@@ -279,18 +115,18 @@ def gradient_vector(arch, g):
     return np.concatenate(parts)
 
 
-def loss_and_gradients(arch, theta, X, Y, reg=0.0, penalty="l2"):
+def loss_and_gradients(arch, theta, X, Y, reg=0.0, penalty="l2", weights=None):
     """(loss, gradient): the loss at theta, and its gradient as a flat vector like theta."""
     trace = forward_trace(arch, theta, X)
-    loss_value = loss_from_trace(arch, theta, trace, Y, reg, penalty)
-    return loss_value, gradient_vector(arch, backward(arch, theta, trace, Y, reg, penalty))
+    loss_value = loss_from_trace(arch, theta, trace, Y, reg, penalty, weights)
+    return loss_value, gradient_vector(arch, backward(arch, theta, trace, Y, reg, penalty, weights))
 
 
-def step(arch, theta, X, Y, lr, reg=0.0, penalty="l2"):
+def step(arch, theta, X, Y, lr, reg=0.0, penalty="l2", weights=None):
     """One gradient-descent step in place: theta -= lr * gradient (biases only if arch.bias).
     Returns the loss before it. An update that is not finite is not taken: FloatingPointError, theta
     as it was."""
-    loss_value, gradient = loss_and_gradients(arch, theta, X, Y, reg, penalty)
+    loss_value, gradient = loss_and_gradients(arch, theta, X, Y, reg, penalty, weights)
     n = arch.n_trained
     with np.errstate(over="ignore", invalid="ignore"):
         updated = theta[:n] - theta.dtype.type(lr) * gradient[:n]
@@ -305,7 +141,7 @@ def step(arch, theta, X, Y, lr, reg=0.0, penalty="l2"):
 
 def predict_from_output(arch, h):
     """Class labels (N,) for sigmoid/softmax outputs (argmax; one sigmoid output: 1 where h > 0.5),
-    the outputs themselves for identity."""
+    the outputs themselves for value outputs (identity, exp)."""
     if not arch.is_classifier():
         return h
     if h.shape[1] == 1:
@@ -313,26 +149,31 @@ def predict_from_output(arch, h):
     return np.argmax(h, axis=1)
 
 
-def r2(Y, h):
+def r2(Y, h, weights=None):
     """R^2 as scikit-learn's r2_score computes it: 1 - SS_res / SS_tot per output, averaged; an output
-    with SS_tot = 0 scores 1 if it is predicted exactly, else 0."""
+    with SS_tot = 0 scores 1 if it is predicted exactly, else 0. With sample weights, each row's
+    squares count w_i times and the mean is the weighted mean."""
     Y, h = np.asarray(Y, np.float64), np.asarray(h, np.float64)
-    ss_res = np.sum((Y - h) ** 2, axis=0)
-    ss_tot = np.sum((Y - Y.mean(axis=0)) ** 2, axis=0)
+    w = np.ones((len(Y), 1)) if weights is None or len(weights) == 0 else np.asarray(weights, np.float64)[:, None]
+    ss_res = np.sum(w * (Y - h) ** 2, axis=0)
+    ss_tot = np.sum(w * (Y - np.average(Y, axis=0, weights=w[:, 0])) ** 2, axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         per_output = np.where(ss_tot > 0, 1 - ss_res / ss_tot, np.where(ss_res == 0, 1.0, 0.0))
     return float(per_output.mean())
 
 
-def score_from_output(arch, h, Y, y):
+def score_from_output(arch, h, Y, y, weights=None):
     """Accuracy against labels y for classification outputs (with no labels, multilabel targets Y:
     the fraction of rows whose every output is on the right side of 0.5), R^2 against targets Y for
-    identity."""
+    value outputs; with sample weights, each row counts w_i times."""
     if not arch.is_classifier():
-        return r2(Y, h)
+        return r2(Y, h, weights)
     if len(y) == 0:
-        return float(np.mean(np.all((h > 0.5) == (Y > 0.5), axis=1)))
-    return float(np.mean(predict_from_output(arch, h) == y))
+        right = np.all((h > 0.5) == (Y > 0.5), axis=1)
+    else:
+        right = predict_from_output(arch, h) == y
+    weights = None if weights is None or len(weights) == 0 else weights
+    return float(np.average(right, weights=weights))
 
 
 # -- many steps: the training loop ----------------------------------------------------------------------------
@@ -357,9 +198,11 @@ def train_loop(arch, theta, data, settings, curves):
     """Run len(settings.lrs) training steps on theta in place; returns how many finished (fewer on
     divergence or when the stopping rule stops the run).
 
-    data: (Xb, Yb) the training rows, (Xe, Ye, ye) the evaluation set, (Xv, Yv, yv) the validation set
-    (either may have 0 rows: not scored); y are labels (classification; none for multilabel targets, scored by subset
-    accuracy) and Y the targets the loss compares with. settings: fastmlp.loop.LoopSettings. Step t
+    data: (Xb, Yb, wb) the training rows, (Xe, Ye, ye) the evaluation set, (Xv, Yv, yv, wv) the
+    validation set (either may have 0 rows: not scored); y are labels (classification; none for
+    multilabel targets, scored by subset accuracy), Y the targets the loss compares with, w the rows'
+    sample weights (none: 0 entries), which weight the batches' losses and the validation set's loss
+    and score. settings: fastmlp.loop.LoopSettings. Step t
     (counted from the fit's start, step0 + t) trains on the next batch of its epoch, at rate lrs[t]
     (times the stopping rule's rate scale), through the optimizer; the gradient's global norm is clipped
     to clip_norm when clip_norm > 0. curves: (losses, grad_norms, scores, val_losses, val_scores),
@@ -375,7 +218,7 @@ def train_loop(arch, theta, data, settings, curves):
 
 
 def _train_steps(arch, theta, data, settings, curves):
-    (Xb, Yb), (Xe, Ye, ye), (Xv, Yv, yv) = data
+    (Xb, Yb, wb), (Xe, Ye, ye), (Xv, Yv, yv, wv) = data
     batch_size, lrs, reg, penalty, clip_norm, eval_every, step0, eval_last, optimizer, stopping, order = settings
     losses, grad_norms, scores, val_losses, val_scores = curves
     n = arch.n_trained
@@ -387,7 +230,8 @@ def _train_steps(arch, theta, data, settings, curves):
         batch = np.arange(k * batch_size, min((k + 1) * batch_size, len(Xb)))
         if len(order):
             batch = order[epoch - first_epoch, batch]
-        loss_value, gradient = loss_and_gradients(arch, theta, Xb[batch], Yb[batch], reg, penalty)
+        loss_value, gradient = loss_and_gradients(arch, theta, Xb[batch], Yb[batch], reg, penalty,
+                                                  wb[batch] if len(wb) else None)
         grad_norm = norm(gradient[:n])
         evaluating = (step0 + t + 1) % eval_every == 0 or (eval_last and t == len(lrs) - 1)
         losses[t] = loss_value
@@ -404,8 +248,8 @@ def _train_steps(arch, theta, data, settings, curves):
                 scores[t] = score_from_output(arch, forward(arch, theta, Xe), Ye, ye)
             if len(Xv):
                 trace = forward_trace(arch, theta, Xv)
-                val_losses[t] = loss_from_trace(arch, theta, trace, Yv, reg, penalty)
-                val_scores[t] = score_from_output(arch, trace[f"h{arch.n_layers}"], Yv, yv)
+                val_losses[t] = loss_from_trace(arch, theta, trace, Yv, reg, penalty, wv)
+                val_scores[t] = score_from_output(arch, trace[f"h{arch.n_layers}"], Yv, yv, wv)
             monitored = {"none": 0.0, "loss": loss_sum / rows_seen, "val_loss": val_losses[t],
                          "val_score": -val_scores[t]}[stopping.monitor]
             if stopping.monitor != "none" and should_stop(stopping, monitored, theta, step0 + t + 1, lrs[t]):

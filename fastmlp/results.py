@@ -17,7 +17,7 @@ import sys
 import numpy as np
 import pandas as pd
 
-from .files import atomic_path, write_csv
+from .files import atomic_path
 
 KEY = ["machine", "operation", "backend", "dtype", "n_samples", "sizes", "activation", "output", "loss", "threads"]
 CASE = KEY[1:]                                            # what was measured, on whichever machine

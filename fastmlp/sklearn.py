@@ -4,8 +4,12 @@ Drop-in for sklearn.neural_network's: the same parameters with the same meanings
 same fitted attributes, the same initialisation, batches, shuffles, updates and convergence rule (with
 the same random_state, a fit walks the same path, to rounding), plus fastmlp's own `backend` ("numba":
 whole epochs in one compiled call; "numpy": the reference) and `dtype` (None: float32 for float32 X,
-else float64, as scikit-learn). Differences, by design: sparse X is not accepted; sample_weight is not
-supported; a multi-output regressor's loss_curve_ (sgd, adam) holds sum((Y - out)**2) / (2N), the
+else float64, as scikit-learn), and what scikit-learn's users ask for: MLPClassifier's `class_weight`
+(None, "balanced" or a dict, as scikit-learn's classifiers take it, multiplied into sample_weight), a
+validation set of one's own for early stopping (fit's X_val, y_val, sample_weight_val), and more
+activations. Differences, by design: sparse X is not accepted; sample weights must be non-negative
+(scikit-learn's MLP takes negative ones); MLPRegressor(loss="poisson") refuses negative targets
+(scikit-learn's returns a NaN loss); a multi-output regressor's loss_curve_ (sgd, adam) holds sum((Y - out)**2) / (2N), the
 loss its gradient is the gradient of (scikit-learn divides the value, not the gradient, by the number of
 outputs); with lbfgs, whose line search compares values, fastmlp hands scipy scikit-learn's value, so
 that both walk the same path, and loss_ is that value.
@@ -28,9 +32,12 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
+from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
-from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight, check_array, check_is_fitted, column_or_1d, validate_data,
+)
 
 from . import training
 from .loop import BEST, LoopSettings, Stopping
@@ -41,7 +48,9 @@ from .optimizers import Adam, Momentum
 ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
                "leaky_relu": "leaky_relu", "elu": "elu", "softplus": "softplus"}
 SKLEARN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
-OUTPUTS = {"identity": "identity", "logistic": "sigmoid", "softmax": "softmax"}
+OUTPUTS = {"identity": "identity", "logistic": "sigmoid", "softmax": "softmax", "exp": "exp"}
+LOSSES = {"identity": "mse", "exp": "poisson", "logistic": "cross_entropy", "softmax": "cross_entropy"}
+REGRESSION_LOSSES = {"squared_error": "identity", "poisson": "exp"}      # loss -> out_activation_
 SOLVERS = ("lbfgs", "sgd", "adam")
 LEARNING_RATES = ("constant", "invscaling", "adaptive")
 
@@ -115,21 +124,25 @@ class _BaseMLP(BaseEstimator):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.dtype not in (None, "float32", "float64", np.float32, np.float64):
             raise ValueError(f"dtype must be None, 'float32' or 'float64', got {self.dtype!r}")
+        self._check_own_params()
         return [int(s) for s in sizes]
 
     # -- fitting ---------------------------------------------------------------------------------------
 
-    def fit(self, X, y, *, X_val=None, y_val=None):
-        """Fit the model to X (n_samples, n_features) and y; returns self. X_val, y_val: a validation set
-        of the user's for early_stopping (as scikit-learn's HistGradientBoosting estimators take it),
-        instead of a validation_fraction split of X; validation_scores_ are its scores."""
-        return self._fit(X, y, incremental=False, given=(X_val, y_val))
+    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None, sample_weight_val=None):
+        """Fit the model to X (n_samples, n_features) and y; returns self. sample_weight (n_samples,):
+        each row's weight in its batch's loss, as scikit-learn 1.7 defines it. X_val, y_val (and
+        sample_weight_val): a validation set of the user's for early_stopping (as scikit-learn's
+        HistGradientBoosting estimators take it), instead of a validation_fraction split of X;
+        validation_scores_ are its (weighted) scores."""
+        return self._fit(X, y, sample_weight, incremental=False, given=(X_val, y_val, sample_weight_val))
 
-    def _fit(self, X, y, incremental, given=(None, None)):
+    def _fit(self, X, y, sample_weight, incremental, given=(None, None, None)):
         hidden = self._check_params()
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
         self._check_given_validation(*given)
-        X, y = self._validate_input(X, y, incremental, reset=first_pass)
+        X, y, labels = self._validate_input(X, y, incremental, reset=first_pass)
+        weights = self._row_weights(sample_weight, X, labels, incremental)
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
         self._random_state = check_random_state(self.random_state)
         if first_pass:
@@ -138,28 +151,51 @@ class _BaseMLP(BaseEstimator):
         validation = None if given[0] is None else self._validation_set(*given, net.dtype)
         X = np.require(X, net.dtype, ["C", "W"])      # the kernels write nothing, but take no read-only types
         Y = np.require(Y, net.dtype, ["C", "W"])
+        weights = None if weights is None else weights.astype(net.dtype)
         if self.solver == "lbfgs":
-            self._fit_lbfgs(net, X, Y)
+            self._fit_lbfgs(net, X, Y, weights)
         else:
-            self._fit_stochastic(net, X, Y, incremental, validation)
+            self._fit_stochastic(net, X, Y, weights, incremental, validation)
         self._publish(net)
         return self
 
-    def _check_given_validation(self, X_val, y_val):
+    def _row_weights(self, sample_weight, X, labels, incremental):
+        """Each row's weight (n_samples,): sample_weight (checked as scikit-learn checks it, and
+        non-negative) times the class weights of the row's labels; None when both are None."""
+        class_weight = getattr(self, "class_weight", None)
+        if sample_weight is None and class_weight is None:
+            return None
+        weights = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+        if class_weight is not None:
+            if class_weight == "balanced" and incremental:
+                raise ValueError("class_weight 'balanced' is not supported for partial_fit: the classes' "
+                                 "frequencies are those of all the data, not of one call's. Use "
+                                 "sklearn.utils.class_weight.compute_class_weight('balanced', classes=..., y=...) "
+                                 "and pass the result as a dict")
+            weights = weights * compute_sample_weight(class_weight, labels)
+        if not weights.any():
+            raise ValueError("sample_weight (times class_weight) must not be all zero")
+        return weights
+
+    def _check_given_validation(self, X_val, y_val, sample_weight_val):
         """X_val and y_val come together, and only for early stopping (sgd or adam)."""
         if (X_val is None) != (y_val is None):
             raise ValueError("X_val and y_val must be given together (a validation set), got only "
                              + ("X_val" if y_val is None else "y_val"))
+        if X_val is None and sample_weight_val is not None:
+            raise ValueError("sample_weight_val weights the rows of X_val: give X_val and y_val with it")
         if X_val is not None and not (self.early_stopping and self.solver != "lbfgs"):
             raise ValueError("X_val and y_val are a validation set for early stopping: set early_stopping=True "
                              "(with solver 'sgd' or 'adam'), or leave them out")
 
-    def _validation_set(self, X_val, y_val, dtype):
-        """(X_val, Y_val, labels) checked as X and y are, in the network's dtype."""
+    def _validation_set(self, X_val, y_val, sample_weight_val, dtype):
+        """(X_val, Y_val, labels, weights) checked as X, y and sample_weight are, in the network's dtype."""
         X_val = validate_data(self, X_val, reset=False, dtype=(np.float64, np.float32))
         Y_val = self._validation_targets(y_val, len(X_val))
+        weights = training.no_weights(self._net) if sample_weight_val is None else _check_sample_weight(
+            sample_weight_val, X_val, dtype=dtype, ensure_non_negative=True)
         return (np.require(X_val, dtype, ["C", "W"]), np.require(Y_val, dtype, ["C", "W"]),
-                self._labels(Y_val))
+                self._labels(Y_val), np.require(weights, dtype, ["C", "W"]))
 
     def _initialize(self, Y, sizes, dtype):
         """A fresh network, initialised as scikit-learn initialises its MLP (same draws)."""
@@ -182,8 +218,7 @@ class _BaseMLP(BaseEstimator):
     def _build_network(self, sizes, dtype):
         """The fastmlp network of this estimator's bricks for layer widths `sizes` (out_activation_ set)."""
         return MLP(sizes, activation=ACTIVATIONS[self.activation], output=OUTPUTS[self.out_activation_],
-                   loss="mse" if self.out_activation_ == "identity" else "cross_entropy", init="glorot",
-                   backend=self.backend, dtype=np.dtype(dtype))
+                   loss=LOSSES[self.out_activation_], init="glorot", backend=self.backend, dtype=np.dtype(dtype))
 
     def _new_optimizer(self):
         """The solver's update rule with empty state: sgd's (heavy-ball or Nesterov momentum) or adam's."""
@@ -217,7 +252,7 @@ class _BaseMLP(BaseEstimator):
         self.coefs_, self.intercepts_ = net._arch.split(net._theta)
         self._published = [*self.coefs_, *self.intercepts_]
 
-    def _fit_lbfgs(self, net, X, Y):
+    def _fit_lbfgs(self, net, X, Y, weights):
         """L-BFGS-B through scipy.optimize, fastmlp computing the loss and its gradient. The value handed
         to scipy is scikit-learn's: its squared error averages over the outputs too (mean / 2), while its
         gradient is that of sum / (2N), as fastmlp's; the line search compares values, so a multi-output
@@ -226,11 +261,13 @@ class _BaseMLP(BaseEstimator):
         arch, backend = net._arch, net._backend
         n_outputs = Y.shape[1] if arch.loss == "mse" else 1
         n_weights = arch.n_weights
+        N = len(X) if weights is None else float(np.sum(weights))
 
         def loss_and_gradient(theta):
-            value, gradient = backend.loss_and_gradients(arch, theta.astype(net.dtype), X, Y, self.alpha, "l2")
+            value, gradient = backend.loss_and_gradients(arch, theta.astype(net.dtype), X, Y, self.alpha, "l2",
+                                                         weights)
             if n_outputs > 1:
-                penalty = self.alpha / (2 * len(X)) * float(np.dot(theta[:n_weights], theta[:n_weights]))
+                penalty = self.alpha / (2 * N) * float(np.dot(theta[:n_weights], theta[:n_weights]))
                 value = (value - penalty) / n_outputs + penalty
             return value, gradient.astype(np.float64)
 
@@ -246,7 +283,7 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("Solver produced non-finite parameter weights. The input data may contain "
                              "large values and need to be preprocessed.")
 
-    def _fit_stochastic(self, net, X, Y, incremental, given=None):
+    def _fit_stochastic(self, net, X, Y, weights, incremental, given=None):
         """Epochs of minibatch sgd or adam in one backend train_loop run (see fastmlp.training._fit)."""
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
@@ -254,12 +291,13 @@ class _BaseMLP(BaseEstimator):
             self._optimizer = self._new_optimizer()
             self._learning_rate = float(self.learning_rate_init)
         rng = self._random_state
+        weights = training.no_weights(net) if weights is None else weights
         empty = (X[:0], Y[:0], np.zeros(0, np.int64))
-        validation = empty
+        validation = (*empty, weights[:0])
         if given is not None:
             validation = given
         elif self.early_stopping:
-            X, Y, validation = self._validation_split(X, Y, rng)
+            X, Y, weights, validation = self._validation_split(X, Y, weights, rng)
         n = len(X)
         if self.batch_size != "auto" and self.batch_size > n:
             warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
@@ -284,7 +322,7 @@ class _BaseMLP(BaseEstimator):
             return sample_idx
 
         try:
-            history = training._fit(net, ((X, Y), empty, validation), settings,
+            history = training._fit(net, ((X, Y, weights), empty, validation), settings,
                                     (n, next_order if self.shuffle else None), snapshot_every=len(settings.lrs),
                                     progress=False, on_divergence="raise")
         except training.DivergenceError as error:
@@ -302,16 +340,19 @@ class _BaseMLP(BaseEstimator):
             rates[1:] = self.learning_rate_init / (seen + 1.0) ** self.power_t
         return np.repeat(rates, steps_per_epoch)
 
-    def _validation_split(self, X, Y, rng):
-        """(X_train, Y_train, (X_val, Y_val, labels_val)) as scikit-learn splits for early stopping."""
+    def _validation_split(self, X, Y, weights, rng):
+        """(X_train, Y_train, weights_train, (X_val, Y_val, labels_val, weights_val)) as scikit-learn
+        splits for early stopping (the same rows whether or not there are weights)."""
         stratify = Y[:, 0] if isinstance(self, ClassifierMixin) and self.n_outputs_ == 1 else None
-        X_train, X_val, Y_train, Y_val = train_test_split(
-            X, Y, random_state=rng, test_size=self.validation_fraction, stratify=stratify)
+        arrays = (X, Y, weights) if len(weights) else (X, Y)
+        parts = train_test_split(*arrays, random_state=rng, test_size=self.validation_fraction, stratify=stratify)
+        X_train, X_val, Y_train, Y_val = parts[:4]
+        w_train, w_val = parts[4:] if len(weights) else (weights, weights)
         if X_val.shape[0] < 2:
             raise ValueError("The validation set is too small. Increase 'validation_fraction' or the size of "
                              "your dataset.")
-        return (np.ascontiguousarray(X_train), np.ascontiguousarray(Y_train),
-                (np.ascontiguousarray(X_val), np.ascontiguousarray(Y_val), self._labels(Y_val)))
+        c = np.ascontiguousarray
+        return c(X_train), c(Y_train), c(w_train), (c(X_val), c(Y_val), self._labels(Y_val), c(w_val))
 
     def _record(self, history, n, batch_size, steps_per_epoch, incremental):
         """The fitted attributes of a stochastic run, from its History."""
@@ -326,7 +367,7 @@ class _BaseMLP(BaseEstimator):
         self.loss_ = self.loss_curve_[-1]
         state = self._stopping.state
         if self.early_stopping:
-            score_name = "val_r2" if self.out_activation_ == "identity" else "val_accuracy"
+            score_name = "val_accuracy" if isinstance(self, ClassifierMixin) else "val_r2"
             self.validation_scores_.extend(float(v) for v in history.frame[score_name])
             self.best_validation_score_ = -float(state[BEST])
         else:
@@ -385,13 +426,35 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multi-layer perceptron classifier: scikit-learn's MLPClassifier, computed by fastmlp.
 
     Binary targets get one logistic output, multiclass a softmax, multilabel indicator matrices one
-    logistic output per label; log-loss throughout. See fastmlp.sklearn for the parameters.
+    logistic output per label; log-loss throughout. See fastmlp.sklearn for the parameters; and
+    class_weight: None (every class 1), "balanced" (n_samples / (n_classes * count of the class), from
+    fit's y) or a dict {label: weight} (1 for labels it leaves out), multiplying each row's
+    sample_weight, as in scikit-learn's other classifiers (scikit-learn issue #9113).
     """
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001, batch_size="auto",
+                 learning_rate="constant", learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9,
+                 beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, backend="numba", dtype=None, class_weight=None):
+        super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter, shuffle=shuffle,
+            random_state=random_state, tol=tol, verbose=verbose, warm_start=warm_start, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+            n_iter_no_change=n_iter_no_change, max_fun=max_fun, backend=backend, dtype=dtype)
+        self.class_weight = class_weight
+
+    def _check_own_params(self):
+        cw = self.class_weight
+        if not (cw is None or cw == "balanced" or isinstance(cw, dict)):
+            raise ValueError(f"class_weight must be None, 'balanced' or a dict {{label: weight}}, got {cw!r}")
 
     def _out_activation(self):
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
 
     def _validate_input(self, X, y, incremental, reset):
+        """(X, the targets as the network's outputs, the labels y as checked)."""
         X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
@@ -407,7 +470,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             if not self.warm_start and len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
                 raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
                                  f"{self.classes_}. 'y' has {classes}.")
-        return X, self._label_binarizer.transform(y).astype(X.dtype)
+        return X, self._label_binarizer.transform(y).astype(X.dtype), y
 
     def _validation_targets(self, y_val, n_samples):
         """y_val as the network's targets, its labels among classes_."""
@@ -428,14 +491,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return (Y[:, 0] > 0.5).astype(np.int64) if Y.shape[1] == 1 else np.argmax(Y, axis=1)
 
     @available_if(lambda self: self.solver != "lbfgs")
-    def partial_fit(self, X, y, classes=None):
-        """One epoch over X, y; `classes` (all the labels) is needed on the first call."""
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """One epoch over X, y (rows weighted by sample_weight); `classes` (all the labels) is needed on
+        the first call."""
         if not hasattr(self, "classes_"):
             if classes is None and not type_of_target(y).startswith("multilabel"):
                 raise ValueError("classes must be passed on the first call to partial_fit.")
             self._label_binarizer = LabelBinarizer().fit(y if classes is None else classes)
             self.classes_ = self._label_binarizer.classes_
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, sample_weight, incremental=True)
 
     def predict(self, X):
         """Class labels (n_samples,), or an indicator matrix for multilabel targets."""
@@ -460,18 +524,44 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
-    """Multi-layer perceptron regressor: scikit-learn's MLPRegressor (squared error, identity output),
-    computed by fastmlp. See fastmlp.sklearn for the parameters."""
+    """Multi-layer perceptron regressor: scikit-learn's MLPRegressor, computed by fastmlp. loss:
+    "squared_error" (half the squared error, identity output) or "poisson" (half the Poisson deviance,
+    exp output: out_activation_ "exp", for counts and other non-negative targets). See fastmlp.sklearn
+    for the other parameters."""
+
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001, batch_size="auto",
+                 learning_rate="constant", learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9,
+                 beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, backend="numba", dtype=None):
+        super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter, shuffle=shuffle,
+            random_state=random_state, tol=tol, verbose=verbose, warm_start=warm_start, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+            n_iter_no_change=n_iter_no_change, max_fun=max_fun, backend=backend, dtype=dtype)
+        self.loss = loss
+
+    def _check_own_params(self):
+        if self.loss not in REGRESSION_LOSSES:
+            raise ValueError(f"loss must be one of {sorted(REGRESSION_LOSSES)}, got {self.loss!r}")
 
     def _out_activation(self):
-        return "identity"
+        return REGRESSION_LOSSES[self.loss]
 
     def _validate_input(self, X, y, incremental, reset):
+        """(X, the targets, the targets): a regressor's labels are its targets."""
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=(np.float64, np.float32),
                              reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        return X, y
+        self._check_targets(y, "y")
+        return X, y, y
+
+    def _check_targets(self, y, name):
+        if self.loss == "poisson" and (np.asarray(y) < 0).any():
+            raise ValueError(f"{name} has negative values, which loss='poisson' (counts and other non-negative "
+                             f"targets) does not allow")
 
     def _validation_targets(self, y_val, n_samples):
         """y_val as the network's targets: numbers, one column per output."""
@@ -481,17 +571,25 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         Y_val = y_val.reshape(n_samples, -1)
         if Y_val.shape[1] != self.n_outputs_:
             raise ValueError(f"y_val must have {self.n_outputs_} target(s) per row as y has, got {Y_val.shape[1]}")
+        self._check_targets(Y_val, "y_val")
         return Y_val
 
     def _labels(self, Y):
         return np.zeros(0, np.int64)
 
     @available_if(lambda self: self.solver != "lbfgs")
-    def partial_fit(self, X, y):
-        """One epoch over X, y."""
-        return self._fit(X, y, incremental=True)
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over X, y (rows weighted by sample_weight)."""
+        return self._fit(X, y, sample_weight, incremental=True)
 
     def predict(self, X):
         """Predictions (n_samples,), or (n_samples, n_outputs) for several targets."""
         out = self._forward(X)
         return out.ravel() if out.shape[1] == 1 else out
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # the poisson loss takes non-negative targets; its fit of exp(network) to the estimator checks'
+        # linear targets (shifted to be positive) scores R^2 < 0.5, as scikit-learn's own does (-1.8)
+        tags.target_tags.positive_only = tags.regressor_tags.poor_score = self.loss == "poisson"
+        return tags

@@ -15,8 +15,8 @@ import pandas as pd
 
 from .loop import BEST_STEP, STOPPED_AT, LoopSettings, Stopping
 from .optimizers import get_optimizer
-from .reference import PENALTIES
-from .validation import check_int, check_option, check_scalar, check_seed
+from .bricks import PENALTIES
+from .validation import check_int, check_option, check_sample_weight, check_scalar, check_seed
 
 SEGMENT_STEPS = 20_000
 
@@ -81,10 +81,12 @@ class History:
 def fit(net, X, y, *, lr, steps=None, epochs=None, batch_size=None, shuffle=False, optimizer="sgd",
         reg=0.0, penalty="l2", schedule="constant", decay=1e-3, clip_norm=None, eval_every=None,
         eval_set=None, early_stopping=False, monitor="val_loss", patience=10, tol=1e-4,
-        snapshot_every=None, seed=None, progress=True, on_divergence="raise"):
+        snapshot_every=None, seed=None, progress=True, on_divergence="raise", sample_weight=None):
     """Train `net` in place; see MLP.fit for the arguments. Returns a History."""
     X = net._check_X(X)
     Y, labels = net._targets("y", y, len(X))
+    weights = no_weights(net) if sample_weight is None else check_sample_weight(
+        "sample_weight", sample_weight, len(X), net.dtype)
     lr = check_scalar("lr", lr, low=0.0, low_inclusive=False)
     batch_size = len(X) if batch_size is None else check_int("batch_size", batch_size)
     if batch_size > len(X):
@@ -120,7 +122,7 @@ def fit(net, X, y, *, lr, steps=None, epochs=None, batch_size=None, shuffle=Fals
                             get_optimizer(optimizer), stopping)
     batch_rows = len(X) if shuffle or epochs is not None else batch_size   # else: the first batch, always
     epoch_orders = (lambda: rng.permutation(len(X))) if shuffle else None
-    return _fit(net, ((X, Y), (X, Y, labels), validation), settings, (batch_rows, epoch_orders),
+    return _fit(net, ((X, Y, weights), (X, Y, labels), validation), settings, (batch_rows, epoch_orders),
                 snapshot_every, progress, on_divergence)
 
 
@@ -145,10 +147,10 @@ def check_history_fits(steps):
 def _fit(net, data, settings, epochs, snapshot_every, progress, on_divergence):
     """fit's loop over segments, on checked arguments: each segment is one backend train_loop call,
     ending at snapshots, every SEGMENT_STEPS steps, and where the orders drawn for it would pass
-    ORDER_BUDGET. data: ((X, Y) training rows, evaluation set, validation set) as train_loop takes it;
+    ORDER_BUDGET. data: ((X, Y, w) training rows, evaluation set, validation set) as train_loop takes it;
     epochs: (rows, epoch_orders): the batches walk the first `rows` training rows epoch by epoch, in
     order (epoch_orders None) or in the order that epoch_orders() draws for each epoch."""
-    (X, Y), evaluation, validation = data
+    (X, Y, w), evaluation, validation = data
     rows, epoch_orders = epochs
     lrs, batch_size = settings.lrs, settings.batch_size
     steps = len(lrs)
@@ -175,7 +177,7 @@ def _fit(net, data, settings, epochs, snapshot_every, progress, on_divergence):
         seg = slice(done, stop)
         segment = settings._replace(lrs=lrs[seg], step0=done, eval_last=stop == steps, order=order)
         seg_curves = tuple(curves[name][seg] for name in CURVES)
-        segment_data = ((X[:rows], Y[:rows]), evaluation, validation)
+        segment_data = ((X[:rows], Y[:rows], w[:rows]), evaluation, validation)
         saved = _checkpoint(theta, settings)
         n = net._backend.train_loop(net._arch, theta, segment_data, segment, seg_curves)
         stopped = stopping.state[STOPPED_AT] > 0
@@ -240,15 +242,23 @@ def _diverged(curves, lrs, bad_step, snapshots, score_name, has_val, eval_every,
     return history
 
 
+def no_weights(net):
+    """The sample weights of rows that have none, as the backends take them: an empty array."""
+    return np.zeros(0, net.dtype)
+
+
 def _check_eval_set(net, eval_set):
-    """(Xv, Yv, labels) of eval_set=(X_val, y_val), or empty ones for None."""
+    """(Xv, Yv, labels, weights) of eval_set=(X_val, y_val) or (X_val, y_val, sample_weight_val), or
+    empty ones for None."""
     if eval_set is None:
         return (np.zeros((0, net.sizes[0]), net.dtype), np.zeros((0, net.sizes[-1]), net.dtype),
-                np.zeros(0, np.int64))
-    if not isinstance(eval_set, (tuple, list)) or len(eval_set) != 2:
-        raise ValueError("eval_set must be a pair (X_val, y_val)")
+                np.zeros(0, np.int64), no_weights(net))
+    if not isinstance(eval_set, (tuple, list)) or len(eval_set) not in (2, 3):
+        raise ValueError("eval_set must be a pair (X_val, y_val) or a triple (X_val, y_val, sample_weight_val)")
     Xv = net._check_X(eval_set[0])
-    return (Xv, *net._targets("eval_set y", eval_set[1], len(Xv)))
+    weights = no_weights(net) if len(eval_set) == 2 or eval_set[2] is None else check_sample_weight(
+        "eval_set sample_weight", eval_set[2], len(Xv), net.dtype)
+    return (Xv, *net._targets("eval_set y", eval_set[1], len(Xv)), weights)
 
 
 def _history(curves, lrs, n_steps, snapshots, score_name, has_val, eval_every):

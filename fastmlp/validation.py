@@ -11,7 +11,7 @@ import numbers
 import numpy as np
 
 from .architecture import Architecture
-from .reference import ACTIVATIONS, LOSSES, OUTPUTS
+from .bricks import ACTIVATIONS, LOSS_OUTPUTS, LOSSES, OUTPUTS
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 
@@ -70,9 +70,10 @@ def check_architecture(sizes, activation, output, loss, bias):
             check_option(f"activation[{k}]", name, ACTIVATIONS)
     check_option("output", output, OUTPUTS)
     check_option("loss", loss, LOSSES)
-    if loss == "cross_entropy" and output == "identity":
-        raise ValueError("loss='cross_entropy' needs output='sigmoid' or 'softmax', got output='identity' "
-                         "(use loss='mse' for regression)")
+    if output not in LOSS_OUTPUTS[loss]:
+        allowed = " or ".join(repr(o) for o in LOSS_OUTPUTS[loss])
+        hint = {"cross_entropy": " (use loss='mse' for regression)", "poisson": " (a count's mean)"}[loss]
+        raise ValueError(f"loss={loss!r} needs output={allowed}, got output={output!r}{hint}")
     if output == "softmax" and sizes[-1] < 2:
         raise ValueError(f"output='softmax' needs at least 2 outputs, got sizes {sizes} (use 'sigmoid' "
                          f"for one output)")
@@ -194,6 +195,22 @@ def check_labels(name, y, *, n_classes=None, n_samples=None):
     if (arr < 0).any() or (n_classes is not None and (arr >= n_classes).any()):
         expected = f"[0, {n_classes})" if n_classes is not None else ">= 0"
         raise ValueError(f"{name} must hold labels in {expected}, got values from {arr.min()} to {arr.max()}")
+    return arr
+
+
+def check_sample_weight(name, w, n_samples, dtype):
+    """Return sample weights `w` as a (n_samples,) array of `dtype`: finite, non-negative, not all zero."""
+    arr = np.asarray(w)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if arr.ndim != 1 or len(arr) != n_samples:
+        raise ValueError(f"{name} must have shape ({n_samples},), one weight per row of X, got shape {arr.shape}")
+    arr = np.require(arr, dtype=dtype, requirements=["C", "W"])
+    check_finite(name, arr)
+    if (arr < 0).any():
+        raise ValueError(f"{name} must be non-negative, found {arr.min()} at index {int(np.argmin(arr))}")
+    if not arr.any():
+        raise ValueError(f"{name} must not be all zero")
     return arr
 
 

@@ -13,7 +13,7 @@ onnx = pytest.importorskip("onnx")
 onnxruntime = pytest.importorskip("onnxruntime")
 
 ONNX_TOL = {"float32": 1e-5, "float64": 1e-12}
-ACTIVATIONS = tuple(fastmlp.reference.ACTIVATIONS)
+ACTIVATIONS = tuple(fastmlp.bricks.ACTIVATIONS)
 OUTPUTS = (("identity", "mse"), ("sigmoid", "cross_entropy"), ("sigmoid", "mse"), ("softmax", "cross_entropy"),
            ("softmax", "mse"))
 
@@ -181,7 +181,7 @@ def test_onnx_regressor_gives_variable(n_outputs, dtype):
     y = X[:, :n_outputs] ** 2 + X[:, 1:n_outputs + 1]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        est = sk.MLPRegressor((8,), max_iter=40, random_state=0, activation="tanh").fit(X, y.squeeze())
+        est = sk.MLPRegressor(hidden_layer_sizes=(8,), max_iter=40, random_state=0, activation="tanh").fit(X, y.squeeze())
     got = session(fastmlp.to_onnx(est, dtype=dtype)).run(None, {"X": X.astype(dtype)})[0]
     assert got.shape == (len(X), n_outputs)
     assert_close(got, est.predict(X).reshape(len(X), -1), dtype)
@@ -226,7 +226,7 @@ def test_from_torch_reads_a_network_trained_in_pytorch():
     X = inputs(4)
     with torch.no_grad():
         logits = model(torch.from_numpy(X)).numpy()
-    np.testing.assert_allclose(net.forward(X), fastmlp.reference.softmax(logits), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(net.forward(X), fastmlp.bricks.softmax(logits), rtol=1e-12, atol=1e-14)
     assert fastmlp.from_torch(torch.nn.Sequential(torch.nn.Linear(4, 2))).output == "identity"
 
 
@@ -344,9 +344,27 @@ def test_sklearn_conversions_refuse_what_they_cannot_convert():
     X, y = digits()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        poisson = sk.MLPRegressor(loss="poisson", max_iter=2).fit(X, y + 1.0)
-    with pytest.raises(ValueError, match="loss='poisson' is not supported"):
-        fastmlp.MLPRegressor.from_sklearn(poisson)
+        weighted = fastmlp.MLPClassifier((5,), max_iter=2, class_weight="balanced", random_state=0).fit(X, y)
+    with pytest.warns(UserWarning, match="has no class_weight"):
+        weighted.to_sklearn()
+
+
+def test_poisson_regressors_convert_both_ways():
+    """scikit-learn's MLPRegressor(loss="poisson") comes over with its exp output and goes back."""
+    sk = pytest.importorskip("sklearn.neural_network")
+    X, y = digits()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = sk.MLPRegressor(loss="poisson", hidden_layer_sizes=(7,), max_iter=3, random_state=0).fit(X, y)
+    ours = fastmlp.MLPRegressor.from_sklearn(theirs)
+    assert ours.loss == "poisson" and ours.out_activation_ == "exp"
+    np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-13)
+    np.testing.assert_allclose(ours.to_sklearn().predict(X), theirs.predict(X), rtol=1e-15)
+    session = pytest.importorskip("onnxruntime").InferenceSession(
+        fastmlp.to_onnx(ours, dtype="float64").SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"X": X})[0].ravel(), ours.predict(X), rtol=1e-13)
+    with pytest.raises(ValueError, match="PyTorch has no module for the output 'exp'"):
+        fastmlp.to_torch(ours)
 
 
 def test_estimator_coefs_are_the_network_and_predictions_follow_them():
@@ -358,7 +376,7 @@ def test_estimator_coefs_are_the_network_and_predictions_follow_them():
         est = sk.MLPClassifier((6,), max_iter=2, random_state=0).fit(X, y)
     before = est.predict_proba(X)
     est.coefs_[1][...] = 0                                  # in place: the output layer sees only its biases
-    np.testing.assert_allclose(est.predict_proba(X), np.tile(fastmlp.reference.softmax(est.intercepts_[1][None]),
+    np.testing.assert_allclose(est.predict_proba(X), np.tile(fastmlp.bricks.softmax(est.intercepts_[1][None]),
                                                              (len(X), 1)), rtol=1e-12)
     rng = np.random.default_rng(0)
     est.coefs_ = [W + rng.normal(size=W.shape) for W in est.coefs_]     # a new list

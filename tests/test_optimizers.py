@@ -52,7 +52,7 @@ def test_compiled_loop_matches_reference_loop(name, dtype, tol):
         theta, optimizer = theta0.copy(), get_optimizer(name)
         curves = tuple(np.full(100, np.nan) for _ in range(5))
         settings = LoopSettings(10, np.full(100, 0.05), 1e-2, "l1", 2.0, 9, 0, True, optimizer, None, order)
-        data = ((X, Y), (X, Y, y), (X[:0], Y[:0], y[:0]))
+        data = ((X, Y, X[0, :0]), (X, Y, y), (X[:0], Y[:0], y[:0], X[0, :0]))
         assert backend.train_loop(ARCH, theta, data, settings, curves) == 100
         results[backend.__name__] = theta, optimizer.slots, curves
     (a, slots_a, curves_a), (b, slots_b, curves_b) = results.values()

@@ -21,7 +21,22 @@ import fastmlp  # noqa: E402
 from fastmlp.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 
 
-@parametrize_with_checks([MLPClassifier(max_iter=50), MLPRegressor(max_iter=50)])
+def balanced_is_not_incremental(estimator):
+    """Checks that class_weight="balanced" fails by design: partial_fit refuses it (as scikit-learn's
+    SGDClassifier does: one call's class frequencies are not the data's), and weights that rebalance
+    the classes change when rows are repeated, so weighting is not repeating there."""
+    if getattr(estimator, "class_weight", None) != "balanced":
+        return {}
+    refused = "partial_fit refuses class_weight='balanced'"
+    return {"check_fit_score_takes_y": refused, "check_n_features_in_after_fitting": refused,
+            "check_estimators_partial_fit_n_features": refused,
+            "check_sample_weight_equivalence_on_dense_data": "balanced weights depend on the class counts"}
+
+
+@parametrize_with_checks([MLPClassifier(max_iter=50), MLPRegressor(max_iter=50),
+                          MLPClassifier(class_weight="balanced", activation="elu", max_iter=50),
+                          MLPRegressor(loss="poisson", activation="softplus", max_iter=50)],
+                         expected_failed_checks=balanced_is_not_incremental)
 def test_sklearn_estimator_checks(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -38,12 +53,12 @@ def parameters(estimator):
     return estimator.coefs_ + estimator.intercepts_
 
 
-def assert_same_fit(ours, theirs, X, y, tol=1e-10):
+def assert_same_fit(ours, theirs, X, y, tol=1e-10, **fit_params):
     """Both fitted from the same random_state: the same parameters, curves, attributes, predictions."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        theirs.fit(X, y)
-        ours.fit(X, y)
+        theirs.fit(X, y, **fit_params)
+        ours.fit(X, y, **fit_params)
     for mine, want in zip(parameters(ours), parameters(theirs), strict=True):
         np.testing.assert_allclose(mine, want, rtol=0, atol=tol)
     assert ours.n_iter_ == theirs.n_iter_
@@ -52,7 +67,7 @@ def assert_same_fit(ours, theirs, X, y, tol=1e-10):
             np.testing.assert_allclose(getattr(ours, name), getattr(theirs, name), rtol=1e-9, atol=1e-12)
     for name in ("t_", "n_outputs_", "n_layers_", "out_activation_", "n_features_in_"):
         assert getattr(ours, name) == getattr(theirs, name), name
-    if ours.out_activation_ == "identity":
+    if isinstance(ours, MLPRegressor):
         np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-9)
     else:
         np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
@@ -98,6 +113,89 @@ def test_regressor_walks_scikit_learns_path(solver):
     kw = dict(hidden_layer_sizes=(16, 8), activation="logistic", solver=solver, random_state=1, max_iter=25,
               learning_rate_init=0.01 if solver == "sgd" else 0.05)
     assert_same_fit(MLPRegressor(**kw), SkRegressor(**kw), X, y, tol=1e-7 if solver == "lbfgs" else 1e-10)
+
+
+WEIGHTED = [
+    dict(solver="adam"),
+    dict(solver="sgd", learning_rate_init=0.1),
+    dict(solver="adam", early_stopping=True, n_iter_no_change=3),         # the split keeps the weights
+    dict(solver="lbfgs", max_iter=30),
+]
+
+
+def weights_for(n, seed=0):
+    """Sample weights in [0, 2), one in ten exactly 0."""
+    rng = np.random.default_rng(seed)
+    return np.where(rng.random(n) < 0.1, 0.0, rng.random(n) * 2)
+
+
+@pytest.mark.parametrize("params", WEIGHTED, ids=lambda p: "-".join(f"{k}={v}" for k, v in p.items()))
+def test_sample_weight_walks_scikit_learns_path(digits, params):
+    """scikit-learn 1.7's sample_weight: each batch's loss a weighted mean, the penalty over sum(w),
+    the validation split's weights weighting its score."""
+    X, y = digits
+    tol = 1e-7 if params["solver"] == "lbfgs" else 1e-10
+    kw = dict(dict(hidden_layer_sizes=(24,), random_state=3, max_iter=12, batch_size=64), **params)
+    assert_same_fit(MLPClassifier(**kw), SkClassifier(**kw), X, y, tol, sample_weight=weights_for(len(X)))
+    Xr, yr = make_friedman1(300, random_state=0)
+    kw = dict(dict(hidden_layer_sizes=(16,), random_state=1, max_iter=12, learning_rate_init=0.01), **params)
+    assert_same_fit(MLPRegressor(**kw), SkRegressor(**kw), Xr, yr, tol, sample_weight=weights_for(len(Xr), 1))
+
+
+def test_partial_fit_with_sample_weight_walks_scikit_learns_path(digits):
+    X, y = digits
+    w = weights_for(len(X))
+    kw = dict(hidden_layer_sizes=(12,), random_state=0, learning_rate_init=0.05)
+    ours, theirs = MLPClassifier(**kw), SkClassifier(**kw)
+    for k in range(3):
+        rows = slice(200 * k, 200 * (k + 1))
+        for est in (ours, theirs):
+            est.partial_fit(X[rows], y[rows], sample_weight=w[rows], classes=np.arange(10))
+    for mine, want in zip(parameters(ours), parameters(theirs), strict=True):
+        np.testing.assert_allclose(mine, want, rtol=0, atol=1e-12)
+
+
+def test_class_weight_multiplies_sample_weight(digits):
+    """class_weight="balanced" or a dict is sample_weight times compute_sample_weight's weights: the
+    same fit as scikit-learn's MLP given that product (it has no class_weight of its own)."""
+    from sklearn.utils.class_weight import compute_sample_weight
+    X, y = digits
+    y = np.where(y < 2, y, 2)                        # classes 0 and 1 rare, class 2 common
+    w = weights_for(len(X))
+    kw = dict(hidden_layer_sizes=(16,), random_state=2, max_iter=10)
+    for class_weight in ("balanced", {0: 5.0, 2: 0.5}):
+        product = w * compute_sample_weight(class_weight, y)
+        ours = MLPClassifier(class_weight=class_weight, **kw)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            ours.fit(X, y, sample_weight=w)
+            theirs = SkClassifier(**kw).fit(X, y, sample_weight=product)
+        for mine, want in zip(parameters(ours), parameters(theirs), strict=True):
+            np.testing.assert_allclose(mine, want, rtol=0, atol=1e-10)
+    balanced = MLPClassifier(class_weight="balanced", **kw)
+    with pytest.raises(ValueError, match="'balanced' is not supported for partial_fit"):
+        balanced.partial_fit(X, y, classes=np.arange(3))
+    with pytest.raises(ValueError, match="class_weight must be None, 'balanced' or a dict"):
+        MLPClassifier(class_weight="even").fit(X, y)
+
+
+@pytest.mark.parametrize("params", [dict(solver="adam"), dict(solver="sgd", learning_rate_init=0.01),
+                                    dict(solver="lbfgs", max_iter=40)], ids=lambda p: p["solver"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_poisson_regressor_walks_scikit_learns_path(params, weighted):
+    """loss="poisson": the exp output and half the Poisson deviance, on counts (zeros included)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 6))
+    y = rng.poisson(np.exp(0.5 * X[:, 0] - 0.3 * X[:, 1] + 0.2)).astype(float)
+    kw = dict(dict(loss="poisson", hidden_layer_sizes=(10,), random_state=0, max_iter=20, batch_size=50), **params)
+    fit_params = dict(sample_weight=weights_for(len(X))) if weighted else {}
+    ours = MLPRegressor(**kw)
+    assert_same_fit(ours, SkRegressor(**kw), X, y, tol=1e-7 if params["solver"] == "lbfgs" else 1e-10, **fit_params)
+    assert ours.out_activation_ == "exp" and (ours.predict(X) > 0).all()
+    with pytest.raises(ValueError, match="y has negative values, which loss='poisson'"):
+        MLPRegressor(loss="poisson").fit(X, y - 1)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        MLPRegressor(loss="absolute_error").fit(X, y)
 
 
 def test_multi_output_lbfgs_regression_walks_scikit_learns_path():
@@ -220,7 +318,7 @@ def test_early_stopping_on_a_validation_set_the_user_gives(digits):
         assert est.best_validation_score_ == max(est.validation_scores_) == est.score(X_val, y_val)
         split = MLPClassifier((20,), early_stopping=True, max_iter=30, random_state=0).fit(X_train, y_train)
         assert split.t_ == split.n_iter_ * round(0.9 * len(X_train))
-        reg = MLPRegressor((10,), early_stopping=True, max_iter=20, random_state=0).fit(
+        reg = MLPRegressor(hidden_layer_sizes=(10,), early_stopping=True, max_iter=20, random_state=0).fit(
             X_train, y_train * 1.0, X_val=X_val, y_val=y_val * 1.0)
         assert reg.best_validation_score_ == pytest.approx(reg.score(X_val, y_val * 1.0), abs=1e-12)
 

@@ -28,12 +28,12 @@ import numba as nb
 import numpy as np
 
 from ..loop import MONITORS
-from ..reference import PENALTIES
+from ..bricks import PENALTIES
 from ..validation import check_finite
 from .blas import one_blas_thread, openblas_thread_functions
 from .fastmath import FAST, FUNCTION_CODES, all_finite
 from .fused import FUSED_MAX_INPUTS, FUSED_MAX_OUTPUTS
-from .layers import LOSS_CODES
+from .layers import LOSS_CODES, weight_total
 from .loop import train_loop_compiled
 from .plan import LAYER_MAX_GROUPS
 from .passes import forward_into, loss_and_gradients_into, new_scratch, penalty_value, step_into
@@ -86,26 +86,32 @@ def is_fused(arch):
 
 
 @functools.lru_cache(maxsize=256)
-def spec_of(arch):
+def spec_of(arch, weighted=False):
     """The kernels' view of an Architecture: (sizes, codes, output, loss, bias, fused, max_groups), see
-    layers. max_groups: plan.LAYER_MAX_GROUPS where BLAS's threads can be held to one during a call
+    layers. fused: the fused path's arrangement (is_fused), for rows without sample weights (weighted:
+    some have). max_groups: plan.LAYER_MAX_GROUPS where BLAS's threads can be held to one during a call
     (blas.one_blas_thread), else 1 (BLAS then threads each product itself). Every entry point below
     starts here, so this also starts Numba's threads (start_threads)."""
     start_threads()
     sizes = np.array(arch.sizes, np.int64)
     codes = np.array([FUNCTION_CODES[a] for a in arch.activations], np.int64)
     max_groups = LAYER_MAX_GROUPS if openblas_thread_functions() is not None else 1
-    return (sizes, codes, FUNCTION_CODES[arch.output], LOSS_CODES[arch.loss], arch.bias, is_fused(arch),
-            max_groups)
+    return (sizes, codes, FUNCTION_CODES[arch.output], LOSS_CODES[arch.loss], arch.bias,
+            is_fused(arch) and not weighted, max_groups)
 
 
 AS_IT_IS = contextlib.nullcontext()
 
 
-def blas_threads_for(arch):
-    """The context a kernel call on `arch` runs in: BLAS on one thread for the layered path (its
+def blas_threads_for(spec):
+    """The context a kernel call on `spec` runs in: BLAS on one thread for the layered path (its
     products go through BLAS), as it is for the fused path (no BLAS)."""
-    return AS_IT_IS if spec_of(arch)[5] else one_blas_thread()
+    return AS_IT_IS if spec[5] else one_blas_thread()
+
+
+def weights_or_none(weights, X):
+    """Sample weights as the kernels take them: an empty array of X's dtype for none."""
+    return np.empty(0, X.dtype) if weights is None else weights
 
 
 def raise_if_not_finite(finite, *named_arrays):
@@ -120,34 +126,39 @@ def raise_if_not_finite(finite, *named_arrays):
 
 def forward(arch, theta, X):
     """The network's output h_L (N, O)."""
-    with blas_threads_for(arch):
-        finite, out = forward_compiled(spec_of(arch), theta, X)
+    spec = spec_of(arch)
+    with blas_threads_for(spec):
+        finite, out = forward_compiled(spec, theta, X)
     raise_if_not_finite(finite, ("X", X))
     return out
 
 
-def loss(arch, theta, X, Y, reg=0.0, penalty="l2"):
+def loss(arch, theta, X, Y, reg=0.0, penalty="l2", weights=None):
     """The data loss plus (reg / N) * penalty(weights), as a Python float."""
-    with blas_threads_for(arch):
-        finite, value = loss_compiled(spec_of(arch), theta, X, Y, reg, PENALTY_CODES[penalty])
+    spec = spec_of(arch, weights is not None)
+    with blas_threads_for(spec):
+        finite, value = loss_compiled(spec, theta, X, Y, weights_or_none(weights, X), reg, PENALTY_CODES[penalty])
     raise_if_not_finite(finite, ("X", X), ("Y", Y))
     return float(value)
 
 
-def loss_and_gradients(arch, theta, X, Y, reg=0.0, penalty="l2"):
+def loss_and_gradients(arch, theta, X, Y, reg=0.0, penalty="l2", weights=None):
     """(loss, gradient): the loss at theta and its gradient, a flat vector like theta."""
-    with blas_threads_for(arch):
-        finite, value, gradient = loss_and_gradients_compiled(spec_of(arch), theta, X, Y, reg,
-                                                              PENALTY_CODES[penalty])
+    spec = spec_of(arch, weights is not None)
+    with blas_threads_for(spec):
+        finite, value, gradient = loss_and_gradients_compiled(spec, theta, X, Y, weights_or_none(weights, X),
+                                                              reg, PENALTY_CODES[penalty])
     raise_if_not_finite(finite, ("X", X), ("Y", Y))
     return float(value), gradient
 
 
-def step(arch, theta, X, Y, lr, reg=0.0, penalty="l2"):
+def step(arch, theta, X, Y, lr, reg=0.0, penalty="l2", weights=None):
     """One gradient-descent step on theta in place; returns the loss before it. An update that is not
     finite is not taken: FloatingPointError, theta as it was."""
-    with blas_threads_for(arch):
-        finite, value, updated = step_compiled(spec_of(arch), theta, X, Y, lr, reg, PENALTY_CODES[penalty])
+    spec = spec_of(arch, weights is not None)
+    with blas_threads_for(spec):
+        finite, value, updated = step_compiled(spec, theta, X, Y, weights_or_none(weights, X), lr, reg,
+                                               PENALTY_CODES[penalty])
     raise_if_not_finite(finite, ("X", X), ("Y", Y))
     if not updated:
         raise FloatingPointError(f"the update is not finite (loss before it {value:.6g})")
@@ -156,13 +167,13 @@ def step(arch, theta, X, Y, lr, reg=0.0, penalty="l2"):
 
 def train_loop(arch, theta, data, settings, curves):
     """fastmlp.reference.train_loop in one compiled call (Python sees none of the steps)."""
-    spec = spec_of(arch)
+    spec = spec_of(arch, len(data[0][2]) > 0 or len(data[2][3]) > 0)
     settings = settings.completed(theta, arch.n_trained)
     _check_order(settings, len(data[0][0]))
     stopping = settings.stopping._replace(monitor=MONITORS[settings.stopping.monitor])
     settings = tuple(settings._replace(penalty=PENALTY_CODES[settings.penalty], stopping=tuple(stopping),
                                        optimizer=settings.optimizer.kernel_state()))
-    with blas_threads_for(arch):
+    with blas_threads_for(spec):
         return train_loop_compiled(spec, theta, data, settings, curves)
 
 
@@ -183,37 +194,39 @@ def forward_compiled(spec, theta, X):
     out = np.empty((X.shape[0], spec[0][-1]), X.dtype)
     if not all_finite(X):
         return False, out
-    forward_into(spec, theta, X, X[:0], out, new_scratch(spec, theta, X, X.shape[0]))
+    no_weights = np.empty(0, X.dtype)
+    forward_into(spec, theta, X, X[:0], no_weights, out, new_scratch(spec, theta, X, X.shape[0]))
     return True, out
 
 
 @nb.njit(**FAST)
-def loss_compiled(spec, theta, X, Y, reg, penalty):
+def loss_compiled(spec, theta, X, Y, w, reg, penalty):
     if not (all_finite(X) and all_finite(Y)):
         return False, np.nan
     out = np.empty((X.shape[0], spec[0][-1]), X.dtype)
-    data_loss = forward_into(spec, theta, X, Y, out, new_scratch(spec, theta, X, X.shape[0]))
-    return True, data_loss + (0.0 if reg == 0 else reg / X.shape[0] * penalty_value(spec, theta, penalty))
+    data_loss = forward_into(spec, theta, X, Y, w, out, new_scratch(spec, theta, X, X.shape[0]))
+    N = weight_total(w, X.shape[0])
+    return True, data_loss + (0.0 if reg == 0 else reg / N * penalty_value(spec, theta, penalty))
 
 
 @nb.njit(**FAST)
-def loss_and_gradients_compiled(spec, theta, X, Y, reg, penalty):
+def loss_and_gradients_compiled(spec, theta, X, Y, w, reg, penalty):
     grad = np.empty_like(theta)
     if not (all_finite(X) and all_finite(Y)):
         return False, np.nan, grad
-    loss_value = loss_and_gradients_into(spec, theta, X, Y, reg, penalty, grad,
+    loss_value = loss_and_gradients_into(spec, theta, X, Y, w, reg, penalty, grad,
                                          new_scratch(spec, theta, X, X.shape[0]))
     return True, loss_value, grad
 
 
 @nb.njit(**FAST)
-def step_compiled(spec, theta, X, Y, lr, reg, penalty):
+def step_compiled(spec, theta, X, Y, w, lr, reg, penalty):
     """(inputs finite, loss, update taken): an update that is not finite is undone (a copy of theta
     taken before it; the in-place path updates during its backward pass)."""
     if not (all_finite(X) and all_finite(Y)):
         return False, np.nan, False
     before = theta.copy()
-    value = step_into(spec, theta, X, Y, lr, reg, penalty, new_scratch(spec, theta, X, X.shape[0]))
+    value = step_into(spec, theta, X, Y, w, lr, reg, penalty, new_scratch(spec, theta, X, X.shape[0]))
     if all_finite(theta):
         return True, value, True
     theta[:] = before
@@ -232,13 +245,13 @@ def warmup(dtypes=("float64", "float32")):
         for arch in (Architecture((2, 2, 2), ("sigmoid",), "sigmoid", "mse", True),          # fused
                      Architecture((3, 2, 2), ("relu",), "softmax", "cross_entropy", True)):   # layered
             D, O = arch.sizes[0], arch.sizes[-1]
-            X, Y, y = np.zeros((3, D), dt), np.zeros((3, O), dt), np.zeros(3, np.int64)
+            X, Y, y, w = np.zeros((3, D), dt), np.zeros((3, O), dt), np.zeros(3, np.int64), np.zeros(0, dt)
             theta = np.zeros(arch.n_parameters, dt)
             forward(arch, theta, X)
             loss(arch, theta, X, Y)
             step(arch, theta, X, Y, 0.1)
             curves = tuple(np.zeros(1) for _ in range(5))
             settings = LoopSettings(3, np.full(1, 0.1), 0.0, "l2", 0.0, 1, 0, True)
-            train_loop(arch, theta, ((X, Y), (X, Y, y), (X, Y, y)), settings, curves)
+            train_loop(arch, theta, ((X, Y, w), (X, Y, y), (X, Y, y, w)), settings, curves)
         timings[name] = time.perf_counter() - t0
     return timings

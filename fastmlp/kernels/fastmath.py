@@ -37,10 +37,10 @@ MAGIC_64, MAGIC_32 = 1.5 * 2.0**52 + 1023, np.float32(1.5 * 2.0**23 + 127)
 X_MIN_64, X_MIN_32 = -708.0, np.float32(-87.0)     # exp(x) stays a normal number above these
 
 # activation and output codes (the names of fastmlp.reference's tables)
-IDENTITY, SIGMOID, TANH, RELU, SOFTMAX, LEAKY_RELU, ELU, SOFTPLUS = 0, 1, 2, 3, 4, 5, 6, 7
+IDENTITY, SIGMOID, TANH, RELU, SOFTMAX, LEAKY_RELU, ELU, SOFTPLUS, EXP = 0, 1, 2, 3, 4, 5, 6, 7, 8
 FUNCTION_CODES = {"identity": IDENTITY, "sigmoid": SIGMOID, "tanh": TANH, "relu": RELU, "softmax": SOFTMAX,
-                  "leaky_relu": LEAKY_RELU, "elu": ELU, "softplus": SOFTPLUS}
-LEAKY_SLOPE = 0.01          # leaky_relu's slope below 0 (fastmlp.reference.LEAKY_SLOPE)
+                  "leaky_relu": LEAKY_RELU, "elu": ELU, "softplus": SOFTPLUS, "exp": EXP}
+LEAKY_SLOPE = 0.01          # leaky_relu's slope below 0 (fastmlp.bricks.LEAKY_SLOPE)
 
 
 def pade_exp_coefficients(n):

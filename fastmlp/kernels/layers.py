@@ -4,7 +4,8 @@ A chunk of n rows goes through the layers sample-major. With h0 = the chunk's ro
 
     forward    Z_l = h_{l-1} @ W_l                      (gemm, into the chunk's activations)
                h_l = f_l(Z_l + b_l)                     (in place, one vectorised loop per function)
-    output     h_L, the loss, and dLoss_dz_L            (one pass per row: output_and_loss)
+    output     h_L, the loss, and dLoss_dz_L            (one pass per row: output_and_loss; each row's
+                                                         share of the batch 1 / N, or w_i / sum(w))
     backward   dLoss_dz_{l-1} = (dLoss_dz_l @ W_l.T) * f'_{l-1}(h_{l-1})
                dLoss_dW_l += h_{l-1}.T @ dLoss_dz_l     (gemm with beta = 1: straight into the gradient)
                dLoss_db_l += column sums of dLoss_dz_l
@@ -28,13 +29,13 @@ import numpy as np
 
 from .blas import gemm
 from .fastmath import (
-    FAST, IDENTITY, SIGMOID, SOFTMAX, STRICT, activate_rows, exp_nonpositive, scale_by_derivative, sigmoid,
+    EXP, FAST, IDENTITY, SIGMOID, SOFTMAX, STRICT, activate_rows, exp_nonpositive, scale_by_derivative, sigmoid,
 )
 from .memory import aligned_empty
 from .plan import FORWARD_MIN_ROWS, column_groups, layers_groups, layers_plan
 
-MSE, CROSS_ENTROPY = 0, 1
-LOSS_CODES = {"mse": MSE, "cross_entropy": CROSS_ENTROPY}
+MSE, CROSS_ENTROPY, POISSON = 0, 1, 2
+LOSS_CODES = {"mse": MSE, "cross_entropy": CROSS_ENTROPY, "poisson": POISSON}
 
 
 # -- where each layer's parameters live in theta ------------------------------------------------------------
@@ -99,18 +100,33 @@ def chunk_forward(spec, theta, X, r0, n, scratch):
     return prev
 
 
+@nb.njit(inline="always", **STRICT)
+def weight_total(w, N):
+    """sum(w) in float64: the N of a weighted batch (N itself when the rows have no weights, w empty)."""
+    if w.shape[0] == 0:
+        return float(N)
+    total = 0.0
+    for i in range(w.shape[0]):
+        total += w[i]
+    return total
+
+
 @nb.njit(**FAST)
-def output_and_loss(spec, Z, Y, r0, inv_N, dZ, with_loss):
+def output_and_loss(spec, Z, Y, w, r0, inv_N, dZ, with_loss):
     """Turns z_L (n, O) into h_L in place; with_loss: also writes dLoss_dz_L into dZ (n, O) and returns
-    the chunk's data loss times N (float64), against targets Y[r0 : r0 + n] (else returns 0):
+    the chunk's data loss times N (float64), against targets Y[r0 : r0 + n] (else returns 0), each row's
+    loss and dLoss_dz times its weight w[r0 + i] if the rows have weights (w not empty):
       mse            sum (Y - h)**2 / 2            dLoss_dz = -(Y - h) / N * dh_dz (softmax: its Jacobian)
       cross_entropy  softmax: -sum Y log p,  sigmoid: sum softplus(z) - Y z,   dLoss_dz = (p - Y) / N
-    """
+      poisson        sum Y log Y - Y z - Y + exp(z) (0 log 0 = 0),            dLoss_dz = (exp(z) - Y) / N
+    inv_N: 1 / the whole batch's N (its sum of weights)."""
     output, loss = spec[2], spec[3]
     n, O = Z.shape
     one = Z.dtype.type(1)
+    weighted = w.shape[0] > 0
     total = 0.0
     for i in range(n):
+        row = 0.0
         if output == SOFTMAX:
             top = Z[i, 0]
             for o in range(O):
@@ -128,24 +144,32 @@ def output_and_loss(spec, Z, Y, r0, inv_N, dZ, with_loss):
             for o in range(O):
                 Z[i, o] *= inv_s
             if with_loss and loss == CROSS_ENTROPY:
-                total += y_sum * math.log(s) - y_dot_shifted
+                row += y_sum * math.log(s) - y_dot_shifted
         elif output == SIGMOID:
             for o in range(O):
                 z = Z[i, o]
                 if with_loss and loss == CROSS_ENTROPY:
-                    total += max(z, 0.0) + math.log1p(exp_nonpositive(-abs(z))) - Y[r0 + i, o] * z
+                    row += max(z, 0.0) + math.log1p(exp_nonpositive(-abs(z))) - Y[r0 + i, o] * z
                 Z[i, o] = sigmoid(z)
+        elif output == EXP:
+            for o in range(O):
+                z = Z[i, o]
+                Z[i, o] = math.exp(z)
+                if with_loss and loss == POISSON:
+                    y = Y[r0 + i, o]
+                    row += (y * math.log(y) if y > 0 else 0.0) - y * z - y + Z[i, o]
         if not with_loss:
             continue
-        if loss == CROSS_ENTROPY:
+        scale = inv_N * w[r0 + i] if weighted else inv_N
+        if loss == CROSS_ENTROPY or loss == POISSON:
             for o in range(O):
-                dZ[i, o] = (Z[i, o] - Y[r0 + i, o]) * inv_N
+                dZ[i, o] = (Z[i, o] - Y[r0 + i, o]) * scale
         else:
             g_dot_h = Z.dtype.type(0)
             for o in range(O):
                 diff = Y[r0 + i, o] - Z[i, o]
-                total += 0.5 * diff * diff
-                dZ[i, o] = -diff * inv_N
+                row += 0.5 * diff * diff
+                dZ[i, o] = -diff * scale
                 g_dot_h += dZ[i, o] * Z[i, o]
             if output == SIGMOID:
                 for o in range(O):
@@ -153,6 +177,10 @@ def output_and_loss(spec, Z, Y, r0, inv_N, dZ, with_loss):
             elif output == SOFTMAX:
                 for o in range(O):
                     dZ[i, o] = Z[i, o] * (dZ[i, o] - g_dot_h)
+            elif output == EXP:
+                for o in range(O):
+                    dZ[i, o] *= Z[i, o]
+        total += row * w[r0 + i] if weighted else row
     return total
 
 
@@ -220,18 +248,19 @@ def add_penalty(W, into, coef, penalty):
 
 
 @nb.njit(**FAST)
-def step_in_place(spec, theta, X, Y, lr, reg, penalty, scratch, guard):
+def step_in_place(spec, theta, X, Y, w, lr, reg, penalty, scratch, guard):
     """One gradient-descent step on theta for a batch that is one chunk, taken during the backward pass
     (chunk_backward with lr > 0); returns the loss before it. guard: no step if the data loss is not
     finite (the training loop stops there, before the update)."""
     N = X.shape[0]
+    W_sum = weight_total(w, N)
     Z = chunk_forward(spec, theta, X, 0, N, scratch)
     dZ = rows_view(scratch[1], 0, N, Z.shape[1])
-    data_loss = output_and_loss(spec, Z, Y, 0, X.dtype.type(1.0 / N), dZ, True) / N
+    data_loss = output_and_loss(spec, Z, Y, w, 0, X.dtype.type(1.0 / W_sum), dZ, True) / W_sum
     if guard and not np.isfinite(data_loss):
         return data_loss
-    penalty_total = chunk_backward(spec, theta, X, 0, N, dZ, scratch, theta, (lr, reg / N, penalty))
-    return data_loss + (0.0 if reg == 0 else reg / N * penalty_total)
+    penalty_total = chunk_backward(spec, theta, X, 0, N, dZ, scratch, theta, (lr, reg / W_sum, penalty))
+    return data_loss + (0.0 if reg == 0 else reg / W_sum * penalty_total)
 
 
 @nb.njit(**STRICT)
@@ -244,9 +273,10 @@ def is_one_chunk(spec, N, itemsize):
 # -- a whole batch, chunk after chunk ---------------------------------------------------------------------
 
 @nb.njit(**FAST)
-def rows_forward(spec, theta, X, Y, start, stop, inv_N, out, scratch):
+def rows_forward(spec, theta, X, Y, w, start, stop, inv_N, out, scratch):
     """out[start:stop] = the network's output for rows [start, stop) of X, chunk after chunk; returns
-    their data loss times N against Y (0 when Y has no rows). inv_N: 1 / the whole batch's N."""
+    their data loss times N against Y (0 when Y has no rows), rows weighted by w if it has entries.
+    inv_N: 1 / the whole batch's N (sum of weights)."""
     block = layers_plan(stop - start, scratch_width_total(spec[0]))[0]
     with_loss = Y.shape[0] == X.shape[0]
     total = 0.0
@@ -254,29 +284,29 @@ def rows_forward(spec, theta, X, Y, start, stop, inv_N, out, scratch):
         n = min(block, stop - r0)
         Z = chunk_forward(spec, theta, X, r0, n, scratch)
         dZ = rows_view(scratch[1], 0, n, Z.shape[1])
-        total += output_and_loss(spec, Z, Y, r0, inv_N, dZ, with_loss)
+        total += output_and_loss(spec, Z, Y, w, r0, inv_N, dZ, with_loss)
         out[r0:r0 + n] = Z
     return total
 
 
 @nb.njit(parallel=True, **FAST)
-def forward_groups(sizes, codes, output, loss, bias, X, Y, theta, inv_N, out, totals):
+def forward_groups(sizes, codes, output, loss, bias, X, Y, w, theta, inv_N, out, totals):
     """Group g's rows (a contiguous share of the batch) into out, on its own scratch."""
     n_groups, N = totals.size, X.shape[0]
     spec = (sizes, codes, output, loss, bias, False, n_groups)
     for g in nb.prange(n_groups):
         start, stop = g * N // n_groups, (g + 1) * N // n_groups
-        totals[g] = rows_forward(spec, theta, X, Y, start, stop, inv_N, out,
+        totals[g] = rows_forward(spec, theta, X, Y, w, start, stop, inv_N, out,
                                  layers_scratch(sizes, stop - start, X.dtype))
 
 
 @nb.njit(**FAST)
-def forward_in_groups(spec, theta, X, Y, inv_N, n_groups, out):
+def forward_in_groups(spec, theta, X, Y, w, inv_N, n_groups, out):
     """forward_groups behind a plain call (see gradients_in_groups); returns the data loss times N,
     the groups' shares summed in group order."""
     totals = np.zeros(n_groups)
     sizes, codes, output, loss, bias, _, _ = spec
-    forward_groups(sizes, codes, output, loss, bias, X, Y, theta, inv_N, out, totals)
+    forward_groups(sizes, codes, output, loss, bias, X, Y, w, theta, inv_N, out, totals)
     total = 0.0
     for g in range(n_groups):
         total += totals[g]
@@ -293,7 +323,7 @@ def columns_product(prev, W, Z, scalars):
 
 
 @nb.njit(**FAST)
-def forward_in_columns(spec, theta, X, Y, inv_N, n_groups, out, scratch):
+def forward_in_columns(spec, theta, X, Y, w, inv_N, n_groups, out, scratch):
     """out = the network's output for a few rows X, as chunk_forward computes it with every layer's
     product cut into n_groups column groups (columns_product); returns the data loss times N."""
     sizes, codes = spec[0], spec[1]
@@ -305,61 +335,62 @@ def forward_in_columns(spec, theta, X, Y, inv_N, n_groups, out, scratch):
         columns_product(prev, weight_view(theta, sizes, l), Z, scalars)
         activate_rows(Z, bias_view(theta, sizes, l), codes[l - 1] if l < L else IDENTITY)
         prev, at = Z, at + N * sizes[l]
-    total = output_and_loss(spec, prev, Y, 0, inv_N, rows_view(scratch[1], 0, N, sizes[L]), Y.shape[0] == N)
+    total = output_and_loss(spec, prev, Y, w, 0, inv_N, rows_view(scratch[1], 0, N, sizes[L]), Y.shape[0] == N)
     out[:] = prev
     return total
 
 
 @nb.njit(**FAST)
-def forward_into(spec, theta, X, Y, out, scratch):
+def forward_into(spec, theta, X, Y, w, out, scratch):
     """out (N, O) = the network's output for X (N, D); returns the data loss against Y (N, O), or 0 when
-    Y has no rows. Batches that layers_groups splits run as groups in parallel (from fewer rows than
-    gradients: forward has no buffers to sum)."""
+    Y has no rows, rows weighted by w (N,) if it has entries. Batches that layers_groups splits run as
+    groups in parallel (from fewer rows than gradients: forward has no buffers to sum)."""
     N = X.shape[0]
-    inv_N = X.dtype.type(1.0 / N)
+    W_sum = weight_total(w, N)
+    inv_N = X.dtype.type(1.0 / W_sum)
     n_groups = layers_groups(N, spec[0], spec[6], X.itemsize, FORWARD_MIN_ROWS)
     if n_groups == 1:
         n_columns = column_groups(N, spec[0], spec[6], X.itemsize)
         if n_columns > 1:
-            return forward_in_columns(spec, theta, X, Y, inv_N, n_columns, out, scratch) / N
-        return rows_forward(spec, theta, X, Y, 0, N, inv_N, out, scratch) / N
-    return forward_in_groups(spec, theta, X, Y, inv_N, n_groups, out) / N
+            return forward_in_columns(spec, theta, X, Y, w, inv_N, n_columns, out, scratch) / W_sum
+        return rows_forward(spec, theta, X, Y, w, 0, N, inv_N, out, scratch) / W_sum
+    return forward_in_groups(spec, theta, X, Y, w, inv_N, n_groups, out) / W_sum
 
 
 @nb.njit(**FAST)
-def rows_gradients(spec, theta, X, Y, start, stop, inv_N, grad, scratch):
+def rows_gradients(spec, theta, X, Y, w, start, stop, inv_N, grad, scratch):
     """Adds rows [start, stop)'s share of every gradient to grad, chunk after chunk; returns their data
-    loss times N. inv_N: 1 / the whole batch's N."""
+    loss times N (rows weighted by w if it has entries). inv_N: 1 / the whole batch's N (sum of weights)."""
     block = layers_plan(stop - start, scratch_width_total(spec[0]))[0]
     total = 0.0
     for r0 in range(start, stop, block):
         n = min(block, stop - r0)
         Z = chunk_forward(spec, theta, X, r0, n, scratch)
         dZ = rows_view(scratch[1], 0, n, Z.shape[1])
-        total += output_and_loss(spec, Z, Y, r0, inv_N, dZ, True)
+        total += output_and_loss(spec, Z, Y, w, r0, inv_N, dZ, True)
         chunk_backward(spec, theta, X, r0, n, dZ, scratch, grad, (0.0, 0.0, 0))
     return total
 
 
 @nb.njit(parallel=True, **FAST)
-def gradient_groups(sizes, codes, output, loss, bias, X, Y, theta, inv_N, grads, totals):
+def gradient_groups(sizes, codes, output, loss, bias, X, Y, w, theta, inv_N, grads, totals):
     """Group g's rows (a contiguous share of the batch) into grads[g], on its own scratch."""
     n_groups, N = totals.size, X.shape[0]
     spec = (sizes, codes, output, loss, bias, False, n_groups)
     for g in nb.prange(n_groups):
         start, stop = g * N // n_groups, (g + 1) * N // n_groups
-        totals[g] = rows_gradients(spec, theta, X, Y, start, stop, inv_N, grads[g],
+        totals[g] = rows_gradients(spec, theta, X, Y, w, start, stop, inv_N, grads[g],
                                    layers_scratch(sizes, stop - start, X.dtype))
 
 
 @nb.njit(**FAST)
-def gradients_in_groups(spec, theta, X, Y, inv_N, n_groups, grad):
+def gradients_in_groups(spec, theta, X, Y, w, inv_N, n_groups, grad):
     """grad = the groups' gradient buffers summed in group order; returns the data loss times N. (A
     parallel region called directly from gradients_into would slow its serial path, as in fused.)"""
     grads = np.zeros((n_groups, theta.size), theta.dtype)
     totals = np.zeros(n_groups)
     sizes, codes, output, loss, bias, _, _ = spec
-    gradient_groups(sizes, codes, output, loss, bias, X, Y, theta, inv_N, grads, totals)
+    gradient_groups(sizes, codes, output, loss, bias, X, Y, w, theta, inv_N, grads, totals)
     total = 0.0
     for g in range(n_groups):
         total += totals[g]
@@ -369,16 +400,18 @@ def gradients_in_groups(spec, theta, X, Y, inv_N, n_groups, grad):
 
 
 @nb.njit(**FAST)
-def gradients_into(spec, theta, X, Y, grad, scratch):
-    """Sets grad (flat, like theta) to the data loss's gradient for X, Y; returns the data loss. Batches
-    that layers_groups splits run as groups in parallel; their buffers are summed in group order."""
+def gradients_into(spec, theta, X, Y, w, grad, scratch):
+    """Sets grad (flat, like theta) to the data loss's gradient for X, Y (rows weighted by w if it has
+    entries); returns the data loss. Batches that layers_groups splits run as groups in parallel; their
+    buffers are summed in group order."""
     N = X.shape[0]
-    inv_N = X.dtype.type(1.0 / N)
+    W_sum = weight_total(w, N)
+    inv_N = X.dtype.type(1.0 / W_sum)
     grad[:] = 0
     n_groups = layers_groups(N, spec[0], spec[6], X.itemsize)
     if n_groups == 1:
-        return rows_gradients(spec, theta, X, Y, 0, N, inv_N, grad, scratch) / N
-    return gradients_in_groups(spec, theta, X, Y, inv_N, n_groups, grad) / N
+        return rows_gradients(spec, theta, X, Y, w, 0, N, inv_N, grad, scratch) / W_sum
+    return gradients_in_groups(spec, theta, X, Y, w, inv_N, n_groups, grad) / W_sum
 
 
 @nb.njit(inline="always", **STRICT)

@@ -15,8 +15,8 @@ import numpy as np
 
 from ..optimizers import SGD_CODE
 from .certify import certified_correct, certified_setup
-from .fastmath import FAST, IDENTITY, STRICT
-from .layers import is_one_chunk, step_in_place
+from .fastmath import EXP, FAST, IDENTITY, STRICT
+from .layers import is_one_chunk, step_in_place, weight_total
 from .memory import borrowed
 from .optimizers import update
 from .passes import (
@@ -55,12 +55,19 @@ def norm(a, n):
     return scale * np.sqrt(total)
 
 
+@nb.njit(inline="always", **STRICT)
+def row_weight(w, i):
+    """Row i's sample weight: w[i], or 1 when the rows have none (w empty)."""
+    return 1.0 if w.shape[0] == 0 else np.float64(w[i])
+
+
 @nb.njit(**STRICT)
-def accuracy(out, y):
+def accuracy(out, y, w):
     """The fraction of rows whose predicted class is y: argmax (the first of equals, as np.argmax), or
-    out > 0.5 for one output."""
+    out > 0.5 for one output; each row counts its weight w[i] (1 each if w is empty)."""
     N, O = out.shape
-    correct = 0
+    correct = 0.0
+    total = 0.0
     for i in range(N):
         if O == 1:
             predicted = 1 if out[i, 0] > 0.5 else 0
@@ -69,25 +76,29 @@ def accuracy(out, y):
             for o in range(1, O):
                 if out[i, o] > out[i, predicted]:
                     predicted = o
-        correct += predicted == y[i]
-    return correct / N
+        if predicted == y[i]:
+            correct += row_weight(w, i)
+        total += row_weight(w, i)
+    return correct / total
 
 
 @nb.njit(**STRICT)
-def r2(Y, out):
-    """R^2 as fastmlp.reference.r2 (scikit-learn's r2_score, outputs averaged)."""
+def r2(Y, out, w):
+    """R^2 as fastmlp.reference.r2 (scikit-learn's r2_score, outputs averaged; rows weighted by w)."""
     N, O = Y.shape
     total = 0.0
     for o in range(O):
         mean = 0.0
+        w_sum = 0.0
         for i in range(N):
-            mean += Y[i, o]
-        mean /= N
+            mean += row_weight(w, i) * Y[i, o]
+            w_sum += row_weight(w, i)
+        mean /= w_sum
         ss_res = 0.0
         ss_tot = 0.0
         for i in range(N):
-            ss_res += (Y[i, o] - out[i, o]) ** 2
-            ss_tot += (Y[i, o] - mean) ** 2
+            ss_res += row_weight(w, i) * (Y[i, o] - out[i, o]) ** 2
+            ss_tot += row_weight(w, i) * (Y[i, o] - mean) ** 2
         if ss_tot > 0:
             total += 1 - ss_res / ss_tot
         elif ss_res == 0:
@@ -96,29 +107,33 @@ def r2(Y, out):
 
 
 @nb.njit(**STRICT)
-def subset_accuracy(out, Y):
-    """The fraction of rows whose every output is on the same side of 0.5 as its target (multilabel)."""
+def subset_accuracy(out, Y, w):
+    """The fraction of rows whose every output is on the same side of 0.5 as its target (multilabel),
+    each row counting its weight."""
     N, O = out.shape
-    correct = 0
+    correct = 0.0
+    total = 0.0
     for i in range(N):
         right = True
         for o in range(O):
             right = right and (out[i, o] > 0.5) == (Y[i, o] > 0.5)
-        correct += right
-    return correct / N
+        if right:
+            correct += row_weight(w, i)
+        total += row_weight(w, i)
+    return correct / total
 
 
 @nb.njit(**FAST)
-def evaluate(spec, theta, X, Y_loss, Y, y, out, scratch):
+def evaluate(spec, theta, X, Y_loss, Y, y, w, out, scratch):
     """(data loss against Y_loss (0 if it has no rows), score): accuracy against labels y for
     classification outputs (subset accuracy against Y when y has no rows), R^2 against targets Y for
-    identity. out (N, O) is scratch."""
-    data_loss = forward_into(spec, theta, X, Y_loss, out, scratch)
-    if spec[2] == IDENTITY:
-        return data_loss, r2(Y, out)
+    value outputs (identity, exp); rows weighted by w if it has entries. out (N, O) is scratch."""
+    data_loss = forward_into(spec, theta, X, Y_loss, w, out, scratch)
+    if spec[2] == IDENTITY or spec[2] == EXP:
+        return data_loss, r2(Y, out, w)
     if y.shape[0] == 0:
-        return data_loss, subset_accuracy(out, Y)
-    return data_loss, accuracy(out, y)
+        return data_loss, subset_accuracy(out, Y, w)
+    return data_loss, accuracy(out, y, w)
 
 
 @nb.njit(**STRICT)
@@ -146,7 +161,7 @@ def train_loop_compiled(spec, theta, data, settings, curves):
     """The steps of fastmlp.reference.train_loop, compiled: see there for the arguments (penalty,
     optimizer and stopping as the kernels take them). Makes the scratch once, then runs train_steps,
     which borrows everything while this call keeps it alive."""
-    (Xb, Yb), (Xe, _, _), (Xv, _, _) = data
+    (Xb, Yb, wb), (Xe, _, _), (Xv, _, _, _) = data
     batch_size, order = settings[0], settings[10]
     sizes = spec[0]
     D, H, O = sizes[0], sizes[1], sizes[sizes.size - 1]
@@ -154,7 +169,8 @@ def train_loop_compiled(spec, theta, data, settings, curves):
     outputs = (np.empty((Xe.shape[0], O), Xe.dtype), np.empty((Xv.shape[0], O), Xv.dtype))
     gathered = order.shape[0] > 0
     batch = (np.empty((batch_size if gathered else 0, D), Xb.dtype),
-             np.empty((batch_size if gathered else 0, O), Yb.dtype))
+             np.empty((batch_size if gathered else 0, O), Yb.dtype),
+             np.empty(batch_size if gathered and wb.shape[0] > 0 else 0, wb.dtype))
     rows = max(min(batch_size, Xb.shape[0]), Xe.shape[0], Xv.shape[0])
     scratch = new_scratch(spec, theta, Xb, rows)
     certify = spec[5] and Xe.itemsize == 8 and O >= 2 and Xe.shape[0] > 0
@@ -167,8 +183,8 @@ def train_loop_compiled(spec, theta, data, settings, curves):
 @nb.njit(**FAST)
 def train_steps(spec, theta, data, settings, curves, buffers, certify):
     """train_loop_compiled's loop, on borrowed arrays (its caller owns them)."""
-    spec, theta, (grad, (h_e, h_v), (Xg, Yg), scratch, certified) = borrowed((spec, theta, buffers))
-    (Xb, Yb), (Xe, Ye, ye), (Xv, Yv, yv) = borrowed(data)
+    spec, theta, (grad, (h_e, h_v), (Xg, Yg, wg), scratch, certified) = borrowed((spec, theta, buffers))
+    (Xb, Yb, wb), (Xe, Ye, ye), (Xv, Yv, yv, wv) = borrowed(data)
     batch_size, lrs, reg, penalty, clip_norm, eval_every, step0, eval_last, optimizer, stopping, order = \
         borrowed(settings)
     losses, grad_norms, scores, val_losses, val_scores = borrowed(curves)
@@ -190,17 +206,20 @@ def train_steps(spec, theta, data, settings, curves, buffers, certify):
             for i in range(stop - start):
                 Xg[i] = Xb[rows[start + i]]
                 Yg[i] = Yb[rows[start + i]]
-            X, Y = Xg[:stop - start], Yg[:stop - start]
+            if wg.shape[0] > 0:
+                for i in range(stop - start):
+                    wg[i] = wb[rows[start + i]]
+            X, Y, w = Xg[:stop - start], Yg[:stop - start], wg[:stop - start]
         else:
-            X, Y = Xb[start:stop], Yb[start:stop]
+            X, Y, w = Xb[start:stop], Yb[start:stop], wb[start:stop]
         evaluating = (step0 + t + 1) % eval_every == 0 or (eval_last and t == n_steps - 1)
         if in_place and not evaluating and is_one_chunk(spec, stop - start, Xb.itemsize):
-            loss = step_in_place(spec, theta, X, Y, lrs[t] * lr_scale, reg, penalty, scratch[1], True)
+            loss = step_in_place(spec, theta, X, Y, w, lrs[t] * lr_scale, reg, penalty, scratch[1], True)
             losses[t] = loss
             if not np.isfinite(loss):
                 return t
         else:
-            loss = loss_and_gradients_into(spec, theta, X, Y, reg, penalty, grad, scratch)
+            loss = loss_and_gradients_into(spec, theta, X, Y, w, reg, penalty, grad, scratch)
             grad_norm = norm(grad, n)
             losses[t] = loss
             if evaluating:
@@ -219,10 +238,10 @@ def train_steps(spec, theta, data, settings, curves, buffers, certify):
                 W1, b1, W2, b2 = article_views(spec, theta)
                 scores[t] = certified_correct(certified, Xe, ye, W1, b1, W2, b2) / Xe.shape[0]
             elif Xe.shape[0] > 0:
-                scores[t] = evaluate(spec, theta, Xe, Ye[:0], Ye, ye, h_e, scratch)[1]
+                scores[t] = evaluate(spec, theta, Xe, Ye[:0], Ye, ye, wb[:0], h_e, scratch)[1]
             if Xv.shape[0] > 0:
-                Nv = Xv.shape[0]
-                data_loss, val_scores[t] = evaluate(spec, theta, Xv, Yv, Yv, yv, h_v, scratch)
+                Nv = weight_total(wv, Xv.shape[0])
+                data_loss, val_scores[t] = evaluate(spec, theta, Xv, Yv, Yv, yv, wv, h_v, scratch)
                 val_losses[t] = data_loss + (0.0 if reg == 0 else reg / Nv * penalty_value(spec, theta, penalty))
             if monitor != NO_MONITOR:
                 value = (loss_sum / rows_seen if monitor == LOSS_MONITOR

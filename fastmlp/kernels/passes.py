@@ -2,8 +2,9 @@
 the rest; the penalty, the update and the scratch both paths share.
 
 `spec` (see fastmlp.kernels.layers) carries a `fused` flag, set when the network is the article's
-arrangement with few inputs and outputs (fastmlp.kernels.fused); then W1, b1, W2, b2 are views into
-theta and the fused kernels run, else the layered ones. Either way the gradient is one flat vector
+arrangement with few inputs and outputs and the rows have no sample weights (fastmlp.kernels.fused);
+then W1, b1, W2, b2 are views into theta and the fused kernels run, else the layered ones. w (N,) are
+the rows' sample weights, empty for none. Either way the gradient is one flat vector
 like theta, so the penalty, the norm and the update are single loops over it.
 """
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from . import fused, layers
 from .fastmath import FAST, STRICT
-from .layers import bias_view, weight_view
+from .layers import bias_view, weight_total, weight_view
 
 
 @nb.njit(**STRICT)
@@ -50,7 +51,7 @@ def new_scratch(spec, theta, X, rows):
 
 
 @nb.njit(**FAST)
-def forward_into(spec, theta, X, Y, out, scratch):
+def forward_into(spec, theta, X, Y, w, out, scratch):
     """out (N, O) = the network's output for X; returns the data loss against Y (0 if Y has no rows)."""
     if spec[5]:
         W1, b1, W2, b2 = article_views(spec, theta)
@@ -62,18 +63,18 @@ def forward_into(spec, theta, X, Y, out, scratch):
             for o in range(out.shape[1]):
                 sq += (Y[i, o] - out[i, o]) ** 2
         return sq / (2 * X.shape[0])
-    return layers.forward_into(spec, theta, X, Y, out, scratch[1])
+    return layers.forward_into(spec, theta, X, Y, w, out, scratch[1])
 
 
 @nb.njit(**FAST)
-def data_gradients_into(spec, theta, X, Y, grad, scratch):
+def data_gradients_into(spec, theta, X, Y, w, grad, scratch):
     """Sets grad (flat) to the data loss's gradient; returns the data loss."""
     if spec[5]:
         W1, b1, W2, b2 = article_views(spec, theta)
         dW1, db1, dW2, db2 = article_views(spec, grad)
         sq = fused.gradients_into(X, Y, W1, b1, W2, b2, dW1, db1, dW2, db2, scratch[0])
         return sq / (2 * X.shape[0])
-    return layers.gradients_into(spec, theta, X, Y, grad, scratch[1])
+    return layers.gradients_into(spec, theta, X, Y, w, grad, scratch[1])
 
 
 @nb.njit(**STRICT)
@@ -86,10 +87,10 @@ def penalty_value(spec, theta, penalty):
 
 
 @nb.njit(**FAST)
-def loss_and_gradients_into(spec, theta, X, Y, reg, penalty, grad, scratch):
+def loss_and_gradients_into(spec, theta, X, Y, w, reg, penalty, grad, scratch):
     """The loss (float64) at theta; its gradient written into grad (flat, like theta)."""
-    N = X.shape[0]
-    data_loss = data_gradients_into(spec, theta, X, Y, grad, scratch)
+    N = weight_total(w, X.shape[0])
+    data_loss = data_gradients_into(spec, theta, X, Y, w, grad, scratch)
     if reg == 0:                    # adds nothing (not 0 * inf where a weight has overflowed)
         return data_loss
     n = n_weights(spec[0])
@@ -104,12 +105,12 @@ def update(theta, grad, lr, n):
 
 
 @nb.njit(**FAST)
-def step_into(spec, theta, X, Y, lr, reg, penalty, scratch):
+def step_into(spec, theta, X, Y, w, lr, reg, penalty, scratch):
     """One gradient-descent step in place (biases too if the network has them); returns the loss before it.
     A layered batch of one chunk takes it during the backward pass, with no gradient buffer."""
     if not spec[5] and layers.is_one_chunk(spec, X.shape[0], X.itemsize):
-        return layers.step_in_place(spec, theta, X, Y, lr, reg, penalty, scratch[1], False)
+        return layers.step_in_place(spec, theta, X, Y, w, lr, reg, penalty, scratch[1], False)
     grad = np.empty_like(theta)
-    loss = loss_and_gradients_into(spec, theta, X, Y, reg, penalty, grad, scratch)
+    loss = loss_and_gradients_into(spec, theta, X, Y, w, reg, penalty, grad, scratch)
     update(theta, grad, X.dtype.type(lr), n_trained(spec, theta))
     return loss
