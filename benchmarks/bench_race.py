@@ -15,18 +15,20 @@ from fastmlp import race  # noqa: E402
 from fastmlp.files import write_csv  # noqa: E402
 
 RACE_CSV = pathlib.Path(__file__).resolve().parents[1] / "results" / "race.csv"
-SPEEDUP_FLOORS = {"digits-adam-100-epochs": 5.0, "friedman1-batch-64": 5.0}     # the rest: 3x
+SPEEDUP_FLOORS = {"digits-adam-100-epochs": 5.0, "friedman1-batch-64": 5.0,      # the rest: 3x
+                  "digits-weighted": 5.0, "counts-poisson": 5.0}
 SCORE_TOLERANCE = {"diabetes": 0.05}                                             # the rest: 0.02
 
 
 def test_race(benchmark, request):
     if request.config.getoption("benchmark_disable", False):
-        case = race.RaceCase("wine-few-epochs", "wine", dict(max_iter=20))
-        frame = race.run([case], repeats=1, echo=lambda line: None)
-        fastmlp_row = frame[frame["library"] == "fastmlp"].iloc[0]
-        sklearn_row = frame[frame["library"] == "sklearn"].iloc[0]
-        assert fastmlp_row["test_score"] == pytest.approx(sklearn_row["test_score"], abs=1e-9)
-        assert fastmlp_row["epochs"] == sklearn_row["epochs"] == 20
+        cases = [race.RaceCase("wine-few-epochs", "wine", dict(max_iter=20), weighted=True),
+                 race.RaceCase("counts-few-epochs", "counts", dict(loss="poisson", max_iter=20))]
+        frame = race.run(cases, repeats=1, echo=lambda line: None)
+        for case in cases:
+            rows = frame[frame["case"] == case.name].set_index("library")
+            assert rows.loc["fastmlp", "test_score"] == pytest.approx(rows.loc["sklearn", "test_score"], abs=1e-9)
+            assert rows.loc["fastmlp", "epochs"] == rows.loc["sklearn", "epochs"] == 20
         return
     frame = benchmark.pedantic(race.run, kwargs=dict(repeats=3), rounds=1)
     write_csv(frame, RACE_CSV)

@@ -16,20 +16,38 @@ import pandas as pd
 
 class RaceCase(NamedTuple):
     name: str
-    dataset: str           # a loader of sklearn.datasets, or "friedman1" (make_friedman1, 5000 rows)
+    dataset: str           # a loader of sklearn.datasets, "friedman1" (make_friedman1, 5000 rows) or "counts"
     params: dict           # the estimator's parameters, for both libraries
+    weighted: bool = False     # fit both with the same sample weights (sample_weights_for)
 
 
+ADAM_100_EPOCHS = dict(hidden_layer_sizes=(128,), batch_size=32, max_iter=100, n_iter_no_change=100)
 CASES = [
-    RaceCase("digits-adam-100-epochs", "digits",
-             dict(hidden_layer_sizes=(128,), batch_size=32, max_iter=100, n_iter_no_change=100)),
+    RaceCase("digits-adam-100-epochs", "digits", ADAM_100_EPOCHS),
+    RaceCase("digits-weighted", "digits", ADAM_100_EPOCHS, weighted=True),
+    RaceCase("counts-poisson", "counts", dict(ADAM_100_EPOCHS, loss="poisson", alpha=3.0)),  # alpha: noisy counts
     RaceCase("digits-defaults", "digits", {}),
     RaceCase("breast_cancer-defaults", "breast_cancer", {}),
     RaceCase("wine-defaults", "wine", {}),
     RaceCase("diabetes", "diabetes", dict(hidden_layer_sizes=(64,), learning_rate_init=0.01, max_iter=500)),
     RaceCase("friedman1-batch-64", "friedman1", dict(hidden_layer_sizes=(64, 64), batch_size=64)),
 ]
-REGRESSION = {"diabetes", "friedman1"}
+REGRESSION = {"diabetes", "friedman1", "counts"}
+
+
+def counts(n=1800, features=64, seed=0):
+    """A digits-sized Poisson regression: y ~ Poisson(exp(0.5 + tanh(X a) + 0.3 X b)), X (n, features)
+    standard normal (counts from 0 to a few dozen)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, features))
+    a, b = rng.normal(size=features) / np.sqrt(features), rng.normal(size=features) / np.sqrt(features)
+    return X, rng.poisson(np.exp(0.5 + np.tanh(X @ a) + 0.3 * X @ b)).astype(np.float64)
+
+
+def sample_weights_for(n, seed=0):
+    """The weighted cases' sample weights: uniform in [0, 2), a tenth of them exactly 0."""
+    rng = np.random.default_rng(seed)
+    return np.where(rng.random(n) < 0.1, 0.0, 2 * rng.random(n))
 
 
 def load(dataset):
@@ -39,6 +57,8 @@ def load(dataset):
     from sklearn.preprocessing import StandardScaler
     if dataset == "friedman1":
         X, y = datasets.make_friedman1(5000, random_state=0)
+    elif dataset == "counts":
+        X, y = counts()
     else:
         X, y = getattr(datasets, f"load_{dataset}")(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
@@ -61,7 +81,8 @@ def run(cases=CASES, repeats=3, echo=print):
         results = {}
         for library, module in (("sklearn", neural_network), ("fastmlp", fastmlp.sklearn)):
             estimator = getattr(module, kind)(random_state=0, **case.params)
-            seconds, fitted = _timed_fits(estimator, data, repeats, ConvergenceWarning)
+            weights = sample_weights_for(len(data[0])) if case.weighted else None
+            seconds, fitted = _timed_fits(estimator, data, weights, repeats, ConvergenceWarning)
             results[library] = dict(case=case.name, dataset=case.dataset, library=library, estimator=kind,
                                     fit_s=seconds, test_score=fitted.score(data[1], data[3]),
                                     score=("r2" if kind == "MLPRegressor" else "accuracy"),
@@ -75,8 +96,8 @@ def run(cases=CASES, repeats=3, echo=print):
     return pd.DataFrame(rows)
 
 
-def _timed_fits(estimator, data, repeats, convergence_warning):
-    """(median seconds of `repeats` fits, the last fitted estimator)."""
+def _timed_fits(estimator, data, weights, repeats, convergence_warning):
+    """(median seconds of `repeats` fits with sample_weight `weights`, the last fitted estimator)."""
     X_train, _, y_train, _ = data
     times = []
     with warnings.catch_warnings():
@@ -85,6 +106,6 @@ def _timed_fits(estimator, data, repeats, convergence_warning):
         warnings.simplefilter("ignore", convergence_warning)
         for _ in range(repeats):
             start = time.perf_counter()
-            estimator.fit(X_train, y_train)
+            estimator.fit(X_train, y_train, sample_weight=weights)
             times.append(time.perf_counter() - start)
     return float(np.median(times)), estimator

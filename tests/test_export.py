@@ -15,7 +15,7 @@ onnxruntime = pytest.importorskip("onnxruntime")
 ONNX_TOL = {"float32": 1e-5, "float64": 1e-12}
 ACTIVATIONS = tuple(fastmlp.bricks.ACTIVATIONS)
 OUTPUTS = (("identity", "mse"), ("sigmoid", "cross_entropy"), ("sigmoid", "mse"), ("softmax", "cross_entropy"),
-           ("softmax", "mse"))
+           ("softmax", "mse"), ("exp", "poisson"))
 
 
 def every_brick_combination():
@@ -192,6 +192,8 @@ def test_onnx_regressor_gives_variable(n_outputs, dtype):
 def test_to_torch_computes_the_same_outputs_and_round_trips_exactly():
     torch = pytest.importorskip("torch")
     for net in every_brick_combination():
+        if net.output == "exp":                    # no module in PyTorch: refused (test_poisson_regressors...)
+            continue
         X = inputs(net.sizes[0])
         model = fastmlp.to_torch(net)
         assert all(p.dtype == torch.float64 for p in model.parameters())

@@ -146,11 +146,13 @@ def test_thousand_xor_steps_agree(xor_data):
 
 @settings(max_examples=12, deadline=None)
 @given(arch=architectures(max_depth=3, max_width=10), dtype=st.sampled_from([np.float64, np.float32]),
-       seed=st.integers(0, 999))
-def test_hundred_fit_steps_agree_on_random_networks(arch, dtype, seed):
-    """After 100 steps of fit (batches of 16, l2) both backends hold the same parameters and history."""
+       weighted=st.booleans(), seed=st.integers(0, 999))
+def test_hundred_fit_steps_agree_on_random_networks(arch, dtype, weighted, seed):
+    """After 100 steps of fit (shuffled batches of 16, l2, sample weights or none, a validation set)
+    both backends hold the same parameters and history."""
     rng = np.random.default_rng(seed)
     X, Y, _ = random_problem(rng, arch, 64, dtype)
+    w = random_weights(rng, 64, weighted)
     if not arch.is_classifier():
         y = Y
     else:
@@ -160,11 +162,13 @@ def test_hundred_fit_steps_agree_on_random_networks(arch, dtype, seed):
         net = fastmlp.MLP(arch.sizes, bias=arch.bias, seed=seed, backend=backend, dtype=dtype.__name__,
                           activation=arch.activations, output=arch.output, loss=arch.loss, init="glorot")
         history = net.fit(X, y, lr=0.005 if arch.output == "exp" else 0.05, steps=100, batch_size=16, reg=1e-3,
-                          eval_every=10, progress=False)      # exp(z) with mse diverges at the larger rate
-        results[backend] = (net._theta.copy(), history.frame)
+                          eval_every=10, progress=False, shuffle=True, seed=seed, sample_weight=w,
+                          eval_set=(X[:20], y[:20], w if w is None else w[:20]))
+        results[backend] = (net._theta.copy(), history.frame)        # (exp(z) with mse diverges at 0.05)
     (theta_r, frame_r), (theta_k, frame_k) = results["numpy"], results["numba"]
     assert rel_err(theta_k, theta_r) <= TOL[dtype]
-    np.testing.assert_allclose(frame_k["loss"], frame_r["loss"], rtol=10 * TOL[dtype], atol=TOL[dtype])
+    for column in ("loss", "val_loss"):
+        np.testing.assert_allclose(frame_k[column], frame_r[column], rtol=10 * TOL[dtype], atol=TOL[dtype])
 
 
 DETERMINISM_SCRIPT = """
