@@ -1,6 +1,7 @@
 """The command line: `fastmlp train | demo | race | bench | compare` (also `python -m fastmlp`)."""
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -239,7 +240,10 @@ def bench_command(args):
                "-k", selection, f"--fastmlp-case={case}", f"--fastmlp-backends={','.join(backends)}",
                f"--fastmlp-steps={args.steps}", f"--fastmlp-results={out}", "-q", "-rN"]
     print("running:", " ".join(command[2:]), flush=True)
-    status = subprocess.run(command, cwd=root).returncode
+    # a run of its own, even when called from a pytest-xdist worker (whose variables pytest-benchmark
+    # reads as "benchmarks off")
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PYTEST_XDIST")}
+    status = subprocess.run(command, cwd=root, env=env).returncode
     if status not in (0, 5) or not out.exists():
         raise ValueError(f"the benchmark run failed (pytest exit status {status}); see its output above")
     frame = pd.read_csv(out)
