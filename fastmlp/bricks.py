@@ -4,24 +4,27 @@ Every other module finds the bricks here: the reference stacks them into a netwo
 names against these tables, the kernels give each name a code, the estimators, the command line and
 the exporters translate them. This module imports nothing of fastmlp.
 
-- ACTIVATIONS: f(z) and its derivative f'(z) written through its output h = f(z);
+- ACTIVATIONS: f(z) and its derivative f'(z), given z and h = f(z) (written through h where it can be:
+  the kernels keep z only for the activations whose derivative needs it, gelu and silu);
 - OUTPUTS: the last layer's function (softmax is not elementwise: its backward is softmax_backward);
 - LOSSES: each row's loss, and the output layer's gradient factors given each row's share of the
   batch (1 / N, or w_i / sum(w) with sample weights): the loss is the shares' weighted sum;
 - PENALTIES: on the weights only, scaled by reg / N (reg / sum(w)) in the loss.
 """
 
-import numpy as np
-from scipy.special import xlogy
+import math
 
-# -- activations: f(z), and f'(z) written through h = f(z) -------------------------------------------
+import numpy as np
+from scipy.special import erf, xlogy
+
+# -- activations: f(z), and f'(z) given z and h = f(z) ----------------------------------------------
 
 
 def identity(z):
     return z
 
 
-def identity_derivative(h):
+def identity_derivative(z, h):
     return np.ones_like(h)
 
 
@@ -31,7 +34,7 @@ def sigmoid(z):
     return np.where(z >= 0, 1, e) / (1 + e)
 
 
-def sigmoid_derivative(h):
+def sigmoid_derivative(z, h):
     """d sigmoid(z) / dz written through its output h = sigmoid(z): h * (1 - h)."""
     return h * (1 - h)
 
@@ -40,7 +43,7 @@ def tanh(z):
     return np.tanh(z)
 
 
-def tanh_derivative(h):
+def tanh_derivative(z, h):
     """d tanh(z) / dz = 1 - tanh(z)**2."""
     return 1 - h * h
 
@@ -49,7 +52,7 @@ def relu(z):
     return np.maximum(z, 0)
 
 
-def relu_derivative(h):
+def relu_derivative(z, h):
     """1 where relu(z) > 0, else 0 (0 at the kink z = 0, as scikit-learn and PyTorch take it)."""
     return (h > 0).astype(h.dtype)
 
@@ -62,7 +65,7 @@ def leaky_relu(z):
     return np.where(z > 0, z, z.dtype.type(LEAKY_SLOPE) * z)
 
 
-def leaky_relu_derivative(h):
+def leaky_relu_derivative(z, h):
     """1 where h > 0 (h and z have the same sign), else LEAKY_SLOPE."""
     return np.where(h > 0, 1, LEAKY_SLOPE).astype(h.dtype)
 
@@ -72,7 +75,7 @@ def elu(z):
     return np.where(z > 0, z, np.expm1(np.minimum(z, 0)))
 
 
-def elu_derivative(h):
+def elu_derivative(z, h):
     """1 where h > 0, else exp(z) = h + 1."""
     return np.where(h > 0, 1, h + 1).astype(h.dtype)
 
@@ -82,9 +85,31 @@ def softplus(z):
     return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
 
 
-def softplus_derivative(h):
+def softplus_derivative(z, h):
     """sigmoid(z) = 1 - exp(-h), as h = log(1 + exp(z))."""
     return -np.expm1(-h)
+
+
+def silu(z):
+    """z sigmoid(z) (the swish of Ramachandran et al.)."""
+    return z * sigmoid(z)
+
+
+def silu_derivative(z, h):
+    """sigmoid(z) (1 + z (1 - sigmoid(z)))."""
+    s = sigmoid(z)
+    return s * (1 + z * (1 - s))
+
+
+def gelu(z):
+    """z Phi(z), Phi the standard normal CDF 0.5 (1 + erf(z / sqrt 2)): the exact GELU, not tanh's
+    approximation."""
+    return 0.5 * z * (1 + erf(z * (1 / math.sqrt(2))))
+
+
+def gelu_derivative(z, h):
+    """Phi(z) + z phi(z), phi the standard normal density exp(-z**2 / 2) / sqrt(2 pi)."""
+    return 0.5 * (1 + erf(z * (1 / math.sqrt(2)))) + z * np.exp(-0.5 * z * z) * (1 / math.sqrt(2 * math.pi))
 
 
 ACTIVATIONS = {
@@ -95,6 +120,8 @@ ACTIVATIONS = {
     "leaky_relu": (leaky_relu, leaky_relu_derivative),
     "elu": (elu, elu_derivative),
     "softplus": (softplus, softplus_derivative),
+    "gelu": (gelu, gelu_derivative),
+    "silu": (silu, silu_derivative),
 }
 
 
@@ -117,7 +144,7 @@ def exp(z):
     return np.exp(z)
 
 
-def exp_derivative(h):
+def exp_derivative(z, h):
     """d exp(z) / dz = exp(z) = h."""
     return h
 
@@ -146,7 +173,7 @@ def squared_error_gradient(Y, z, h, output, share):
     dLoss_dh = -(Y - h) * share
     if output == "softmax":
         return {"dLoss_dh": dLoss_dh, "dLoss_dz": softmax_backward(h, dLoss_dh)}
-    dh_dz = OUTPUTS[output][1](h)
+    dh_dz = OUTPUTS[output][1](z, h)
     return {"dLoss_dh": dLoss_dh, "dh_dz": dh_dz, "dLoss_dz": dLoss_dh * dh_dz}
 
 

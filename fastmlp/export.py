@@ -13,6 +13,8 @@ two things in its own words:
     "leaky_relu"         Max(x, 0.01 x)          nn.LeakyReLU(0.01)          (fastmlp's only)
     "elu"                see onnx_elu            nn.ELU()                    (fastmlp's only)
     "softplus"           see onnx_softplus       nn.Softplus()               (fastmlp's only)
+    "gelu"               see onnx_gelu           nn.GELU()                   (fastmlp's only)
+    "silu"               Mul(x, Sigmoid(x))      nn.SiLU()                   (fastmlp's only)
     "softmax"            Softmax(axis=-1)        nn.Softmax(dim=-1)          "softmax"
     "exp" (output)       Exp                     (none: to_torch refuses)    "exp" (loss="poisson")
     "identity"           (nothing)               (nothing)                   "identity"
@@ -55,6 +57,48 @@ def onnx_softplus(graph, x, output):
     return graph.node("Add", [graph.node("Relu", [x], f"{output}_relu"), log], output)
 
 
+def onnx_erf64(graph, x, output):
+    """erf in float64, which onnxruntime's Erf lacks, as the kernels compute it (fastmath.erf64):
+    1 - t exp(-a**2 + g(t)) with a = min(|x|, 6), t = 2 / (2 + a), g's Chebyshev series by Clenshaw's
+    recurrence, times sign(x); one node per arithmetic step."""
+    from .kernels.fastmath import ERFC_G_CHEB, ERFC_T_LOW
+    names = iter(range(10**6))
+
+    def op(op_type, *inputs):
+        return graph.node(op_type, list(inputs), f"{output}_{next(names)}")
+
+    def const(value):
+        return graph.constant(f"{output}_c{next(names)}", graph.scalar(value))
+
+    a = op("Min", op("Abs", x), const(6.0))
+    t = op("Div", const(2.0), op("Add", const(2.0), a))
+    u = op("Mul", op("Sub", op("Mul", t, const(2.0)), const(1.0 + ERFC_T_LOW)), const(1 / (1.0 - ERFC_T_LOW)))
+    two_u = op("Mul", u, const(2.0))
+    b1, b2 = const(0.0), const(0.0)
+    for c in ERFC_G_CHEB[:0:-1]:
+        b1, b2 = op("Sub", op("Add", op("Mul", two_u, b1), const(c)), b2), b1
+    g = op("Sub", op("Add", op("Mul", u, b1), const(ERFC_G_CHEB[0])), b2)
+    erfc = op("Mul", t, op("Exp", op("Min", op("Sub", g, op("Mul", a, a)), const(0.0))))
+    return graph.node("Mul", [op("Sign", x), op("Sub", const(1.0), erfc)], output)
+
+
+def onnx_gelu(graph, x, output):
+    """The exact GELU as 0.5 x (1 + Erf(x / sqrt 2)): ONNX's Gelu operator arrived in opset 20 (in
+    float64, onnx_erf64 for the Erf onnxruntime lacks)."""
+    half, one = graph.constant(f"{output}_half", graph.scalar(0.5)), graph.constant(f"{output}_1", graph.scalar(1))
+    scale = graph.constant(f"{output}_scale", graph.scalar(1 / np.sqrt(2)))
+    scaled = graph.node("Mul", [x, scale], f"{output}_scaled")
+    erf = (graph.node("Erf", [scaled], f"{output}_erf") if graph.dtype == np.float32
+           else onnx_erf64(graph, scaled, f"{output}_erf"))
+    cdf = graph.node("Mul", [half, graph.node("Add", [one, erf], f"{output}_1p")], f"{output}_cdf")
+    return graph.node("Mul", [x, cdf], output)
+
+
+def onnx_silu(graph, x, output):
+    """SiLU as x Sigmoid(x)."""
+    return graph.node("Mul", [x, graph.node("Sigmoid", [x], f"{output}_sigmoid")], output)
+
+
 # The bricks as ONNX operators: (op_type, attributes), or a function (graph, x, output) building the
 # brick from standard operators; identity adds no node.
 ONNX_FUNCTIONS = {
@@ -65,6 +109,8 @@ ONNX_FUNCTIONS = {
     "leaky_relu": onnx_leaky_relu,
     "elu": onnx_elu,
     "softplus": onnx_softplus,
+    "gelu": onnx_gelu,
+    "silu": onnx_silu,
     "softmax": ("Softmax", {"axis": -1}),
     "exp": ("Exp", {}),
 }
@@ -79,6 +125,8 @@ TORCH_FUNCTIONS = {
     "leaky_relu": ("LeakyReLU", {"negative_slope": LEAKY_SLOPE}),
     "elu": ("ELU", {"alpha": 1.0}),
     "softplus": ("Softplus", {"beta": 1.0}),
+    "gelu": ("GELU", {"approximate": "none"}),
+    "silu": ("SiLU", {}),
     "softmax": ("Softmax", {"dim": -1}),
 }
 

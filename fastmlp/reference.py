@@ -98,7 +98,7 @@ def backward(arch, theta, trace, Y, reg=0.0, penalty="l2", weights=None):
         if l > 1:
             h = trace[f"h{l - 1}"]
             g[f"dLoss_dh{l - 1}"] = dLoss_dz @ W.T
-            g[f"dh{l - 1}_dz{l - 1}"] = ACTIVATIONS[arch.activations[l - 2]][1](h)
+            g[f"dh{l - 1}_dz{l - 1}"] = ACTIVATIONS[arch.activations[l - 2]][1](trace[f"z{l - 1}"], h)
             g[f"dLoss_dz{l - 1}"] = g[f"dLoss_dh{l - 1}"] * g[f"dh{l - 1}_dz{l - 1}"]
     return g
 

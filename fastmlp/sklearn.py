@@ -46,7 +46,7 @@ from .optimizers import Adam, Momentum
 
 # scikit-learn's names of the activations, then the bricks it lacks under fastmlp's names
 ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
-               "leaky_relu": "leaky_relu", "elu": "elu", "softplus": "softplus"}
+               "leaky_relu": "leaky_relu", "elu": "elu", "softplus": "softplus", "gelu": "gelu", "silu": "silu"}
 SKLEARN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
 OUTPUTS = {"identity": "identity", "logistic": "sigmoid", "softmax": "softmax", "exp": "exp"}
 LOSSES = {"identity": "mse", "exp": "poisson", "logistic": "cross_entropy", "softmax": "cross_entropy"}

@@ -172,7 +172,7 @@ def test_cli_trains_any_network(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["train", "--hidden", "8,x"], "expected comma-separated integers"),
     (["train", "--hidden", "4,4", "--activation", "relu,tanh,relu"], "activation must have one name per hidden layer"),
-    (["train", "--activation", "gelu"], "activation must be one of"),
+    (["train", "--activation", "mish"], "activation must be one of"),
     (["train", "--output", "identity", "--loss", "cross_entropy"], "needs output='sigmoid' or 'softmax'"),
     (["train", "--lr", "-1"], "lr must be > 0"),
     (["train", "--csv", "missing.csv"], "No such file"),

@@ -529,3 +529,22 @@ def test_vectorisable_log1p_of_softplus_is_within_a_few_ulp():
     e = np.concatenate([np.linspace(0, 1, 20001), np.geomspace(1e-300, 1e-3, 2000)])
     want = np.log1p(e)
     assert np.all(np.abs(values(e) - want) <= 4 * np.spacing(np.maximum(want, np.finfo(float).tiny)))
+
+
+def test_vectorisable_erf_of_gelu_is_scipys_within_2e_15():
+    """gelu's erf in the kernels (fastmath.erf64: erfc = t exp(-x**2 + g(t)), g a Chebyshev series in
+    t = 2 / (2 + x)) against scipy's, and its coefficients re-derived."""
+    import numba
+    from numpy.polynomial import chebyshev
+    from scipy.special import erf, erfcx
+    from fastmlp.kernels import fastmath
+    values = numba.njit(lambda a: np.array([fastmath.erf64(x) for x in a]))
+    x = np.concatenate([np.linspace(-8, 8, 100001), [0.0, -0.0, 1.0, -1.0, 6.0, 6.5, 40.0, -1e300, 1e-300]])
+    assert np.abs(values(x) - erf(x)).max() <= 2e-15
+    low = fastmath.ERFC_T_LOW
+
+    def g(u):
+        t = (u * (1 - low) + (1 + low)) / 2
+        return np.log(erfcx(2 / t - 2) / t)
+    np.testing.assert_allclose(fastmath.ERFC_G_CHEB, chebyshev.chebinterpolate(g, fastmath.ERFC_G_CHEB.size - 1),
+                               rtol=0, atol=1e-14)

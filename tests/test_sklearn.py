@@ -274,7 +274,7 @@ def test_pickle_clone_and_parallel_grid_search(digits):
 
 @pytest.mark.parametrize("name, value, message", [
     ("hidden_layer_sizes", (10, 0), "hidden_layer_sizes must be positive"),
-    ("activation", "gelu", "activation must be one of"),
+    ("activation", "mish", "activation must be one of"),
     ("solver", "newton", "solver must be one of"),
     ("learning_rate_init", 0.0, r"learning_rate_init must be a real number in \(0, inf\)"),
     ("beta_2", 1.0, r"beta_2 must be a real number in \[0, 1\)"),

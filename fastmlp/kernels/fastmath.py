@@ -37,9 +37,10 @@ MAGIC_64, MAGIC_32 = 1.5 * 2.0**52 + 1023, np.float32(1.5 * 2.0**23 + 127)
 X_MIN_64, X_MIN_32 = -708.0, np.float32(-87.0)     # exp(x) stays a normal number above these
 
 # activation and output codes (the names of fastmlp.reference's tables)
-IDENTITY, SIGMOID, TANH, RELU, SOFTMAX, LEAKY_RELU, ELU, SOFTPLUS, EXP = 0, 1, 2, 3, 4, 5, 6, 7, 8
+IDENTITY, SIGMOID, TANH, RELU, SOFTMAX, LEAKY_RELU, ELU, SOFTPLUS, EXP, GELU, SILU = range(11)
 FUNCTION_CODES = {"identity": IDENTITY, "sigmoid": SIGMOID, "tanh": TANH, "relu": RELU, "softmax": SOFTMAX,
-                  "leaky_relu": LEAKY_RELU, "elu": ELU, "softplus": SOFTPLUS, "exp": EXP}
+                  "leaky_relu": LEAKY_RELU, "elu": ELU, "softplus": SOFTPLUS, "exp": EXP, "gelu": GELU,
+                  "silu": SILU}
 LEAKY_SLOPE = 0.01          # leaky_relu's slope below 0 (fastmlp.bricks.LEAKY_SLOPE)
 
 
@@ -208,6 +209,55 @@ def log1p_unit(e):
     return 2.0 * s * total
 
 
+# erf for gelu, vectorisable (math.erf is a scalar libm call), in float64, absolute error below 2e-15
+# (Numerical Recipes' form of erfc): for 0 <= x <= 6, with t = 2 / (2 + x) in [1/4, 1],
+#     erfc(x) = t exp(-x**2 + g(t)),   g = log(erfcx(x) / t) <= 0,   erfcx(x) = exp(x**2) erfc(x),
+# g its degree-18 Chebyshev interpolant on t's interval (numpy.polynomial.chebyshev.chebinterpolate of
+# scipy.special.erfcx; tests re-derive it), evaluated by Clenshaw's recurrence; erf = 1 - erfc, odd,
+# and +-1 beyond 6 (erfc(6) = 2e-17). The coefficients are read c_18 first from an array by a forward
+# loop (LLVM then vectorises the loop over elements around it; from a tuple it does not).
+ERFC_T_LOW = 0.25
+ERFC_G_CHEB = np.array([
+    -0.49855022301265156, 0.5003364655513497, 0.002907954374873077, -0.004807433804460418,
+    1.4741810740746417e-05, 0.00010698213450321575, -6.275656652476576e-06, -2.6555862046146198e-06,
+    4.146163638427563e-07, 4.738898395625182e-08, -1.8774034679939387e-08, 4.531210556622446e-10,
+    5.993487612734006e-10, -8.983757414882694e-11, -9.489055739994443e-12, 4.407417413488408e-12,
+    -2.7303853622484553e-13, -1.133176155249397e-13, 2.5944524306709127e-14,
+])
+ERFC_G_REVERSED = np.ascontiguousarray(ERFC_G_CHEB[:0:-1])
+INV_SQRT2, INV_SQRT_2PI = 1 / math.sqrt(2), 1 / math.sqrt(2 * math.pi)
+
+
+@nb.njit(inline="always", **STRICT)
+def erf64(x):
+    """erf(x) for a float64 x (see above)."""
+    a = min(abs(x), 6.0)
+    t = 2.0 / (2.0 + a)
+    u = (2.0 * t - (1.0 + ERFC_T_LOW)) * (1.0 / (1.0 - ERFC_T_LOW))
+    b1 = 0.0
+    b2 = 0.0
+    for k in range(ERFC_G_REVERSED.size):                 # Clenshaw's recurrence, c_18 down to c_1
+        b1, b2 = ERFC_G_REVERSED[k] + 2.0 * u * b1 - b2, b1
+    g = ERFC_G_CHEB[0] + u * b1 - b2
+    e = 1.0 - t * exp_nonpositive64(min(g - a * a, 0.0))
+    return e if x >= 0 else -e
+
+
+@nb.njit(inline="always", **STRICT)
+def gelu_parts(z):
+    """(Phi(z), phi(z)) in float64 for gelu (z Phi(z)) and its derivative (Phi(z) + z phi(z)): the
+    standard normal CDF 0.5 (1 + erf(z / sqrt 2)) and density exp(-z**2 / 2) / sqrt(2 pi)."""
+    z = np.float64(z)
+    return 0.5 * (1.0 + erf64(z * INV_SQRT2)), exp_nonpositive64(-0.5 * z * z) * INV_SQRT_2PI
+
+
+@nb.njit(inline="always", **STRICT)
+def keeps_derivative(code):
+    """Whether activation `code`'s derivative is not a function of h = f(z) (gelu, silu): the kernels
+    then write f'(z) beside h in the forward pass (activate_rows_keeping_derivative)."""
+    return code == GELU or code == SILU
+
+
 # -- activations over rows: in place, one branch-free loop per code ---------------------------------------
 
 @nb.njit(inline="always", **FAST)
@@ -250,9 +300,41 @@ def activate_rows(Z, b, code):
             for j in range(width):
                 z = Z[i, j] + b[j]
                 Z[i, j] = max(z, zero) + log1p_unit(exp_nonpositive(-abs(z)))
+    elif code == GELU:
+        for i in range(n):
+            for j in range(width):
+                z = Z[i, j] + b[j]
+                Z[i, j] = z * gelu_parts(z)[0]
+    elif code == SILU:
+        for i in range(n):
+            for j in range(width):
+                z = Z[i, j] + b[j]
+                Z[i, j] = z * sigmoid(z)
     else:
         for i in range(n):
             softmax_row(Z, i, b)
+
+
+@nb.njit(inline="always", **FAST)
+def activate_rows_keeping_derivative(Z, b, code, dh_dz):
+    """activate_rows for a code whose derivative is kept (keeps_derivative), writing f'(z) into dh_dz
+    (n, width) in the same pass: gelu Phi(z) + z phi(z), silu s (1 + z (1 - s)) with s = sigmoid(z)."""
+    n, width = Z.shape
+    one = Z.dtype.type(1)
+    if code == GELU:
+        for i in range(n):
+            for j in range(width):
+                z = Z[i, j] + b[j]
+                cdf, density = gelu_parts(z)
+                Z[i, j] = z * cdf
+                dh_dz[i, j] = cdf + z * density
+    else:
+        for i in range(n):
+            for j in range(width):
+                z = Z[i, j] + b[j]
+                s = sigmoid(z)
+                Z[i, j] = z * s
+                dh_dz[i, j] = s * (one + z * (one - s))
 
 
 @nb.njit(inline="always", **FAST)
@@ -273,9 +355,10 @@ def softmax_row(Z, i, b):
 
 
 @nb.njit(inline="always", **FAST)
-def scale_by_derivative(D, H, code):
-    """D *= f'(z), written through H = f(z) (sigmoid h (1 - h), tanh 1 - h**2, relu h > 0, leaky_relu
-    1 or its slope, elu 1 or h + 1, softplus 1 - exp(-h)), in place."""
+def scale_by_derivative(D, H, dH, code):
+    """D *= f'(z), in place, written through H = f(z) (sigmoid h (1 - h), tanh 1 - h**2, relu h > 0,
+    leaky_relu 1 or its slope, elu 1 or h + 1, softplus 1 - exp(-h)), or the kept f'(z) dH where
+    keeps_derivative (gelu, silu; dH is not read for the others)."""
     n, width = D.shape
     one = D.dtype.type(1)
     zero = D.dtype.type(0)
@@ -304,6 +387,10 @@ def scale_by_derivative(D, H, code):
         for i in range(n):
             for j in range(width):
                 D[i, j] *= one - exp_nonpositive(-H[i, j])
+    elif keeps_derivative(code):
+        for i in range(n):
+            for j in range(width):
+                D[i, j] *= dH[i, j]
 
 
 @nb.njit(**STRICT)

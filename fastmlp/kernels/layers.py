@@ -29,7 +29,8 @@ import numpy as np
 
 from .blas import gemm
 from .fastmath import (
-    EXP, FAST, IDENTITY, SIGMOID, SOFTMAX, STRICT, activate_rows, exp_nonpositive, scale_by_derivative, sigmoid,
+    EXP, FAST, IDENTITY, SIGMOID, SOFTMAX, STRICT, activate_rows, activate_rows_keeping_derivative, exp_nonpositive,
+    keeps_derivative, scale_by_derivative, sigmoid,
 )
 from .memory import aligned_empty
 from .plan import FORWARD_MIN_ROWS, column_groups, layers_groups, layers_plan
@@ -61,17 +62,22 @@ def bias_view(theta, sizes, l):
 
 
 @nb.njit(**STRICT)
-def layers_scratch(sizes, rows, dtype):
-    """A chunk's scratch for batches of up to `rows` rows: (acts, delta_a, delta_b, scalars): every
-    layer's activations (block x sum of widths), two delta buffers (block x the widest layer) and
-    gemm's [alpha, beta]. rows 0: empty."""
+def layers_scratch(sizes, codes, rows, dtype):
+    """A chunk's scratch for batches of up to `rows` rows: (acts, delta_a, delta_b, scalars, dh_dz):
+    every layer's activations (block x sum of widths), two delta buffers (block x the widest layer),
+    gemm's [alpha, beta], and where a hidden activation's derivative is kept (fastmath.keeps_derivative)
+    each layer's f'(z) laid out as acts (else empty). rows 0: empty."""
     width_total = scratch_width_total(sizes)
     width_max = 0
     for l in range(1, sizes.size):
         width_max = max(width_max, sizes[l])
+    kept = False
+    for code in codes:
+        kept = kept or keeps_derivative(code)
     block = layers_plan(rows, width_total)[0] if rows > 0 else 0
     return (aligned_empty((block * width_total,), dtype), aligned_empty((block * width_max,), dtype),
-            aligned_empty((block * width_max,), dtype), np.empty(2, dtype))
+            aligned_empty((block * width_max,), dtype), np.empty(2, dtype),
+            aligned_empty((block * width_total if kept else 0,), dtype))
 
 
 @nb.njit(inline="always", **STRICT)
@@ -85,16 +91,21 @@ def rows_view(buffer, at, n, width):
 @nb.njit(**FAST)
 def chunk_forward(spec, theta, X, r0, n, scratch):
     """h_1 .. h_{L-1} and z_L (bias added) of rows [r0, r0 + n) of X into the chunk's activations,
-    layer after layer; returns the view of z_L (n, O)."""
+    layer after layer (and f'(z_l) into scratch's dh_dz where the activation keeps_derivative); returns
+    the view of z_L (n, O)."""
     sizes, codes = spec[0], spec[1]
-    acts, _, _, scalars = scratch
+    acts, _, _, scalars, dh_dz = scratch
     L = sizes.size - 1
     prev = X[r0:r0 + n]
     at = 0
     for l in range(1, L + 1):
         Z = rows_view(acts, at, n, sizes[l])
         gemm(False, False, prev, weight_view(theta, sizes, l), Z, 1.0, 0.0, scalars)
-        activate_rows(Z, bias_view(theta, sizes, l), codes[l - 1] if l < L else IDENTITY)
+        b, code = bias_view(theta, sizes, l), codes[l - 1] if l < L else IDENTITY
+        if keeps_derivative(code):
+            activate_rows_keeping_derivative(Z, b, code, rows_view(dh_dz, at, n, sizes[l]))
+        else:
+            activate_rows(Z, b, code)
         prev = Z
         at += n * sizes[l]
     return prev
@@ -195,7 +206,7 @@ def chunk_backward(spec, theta, X, r0, n, dZ_L, scratch, grad, descent):
               column sums of dLoss_dz_l if the network has biases.
     Returns the penalty of the weights before the step (0 when lr is 0)."""
     sizes, codes = spec[0], spec[1]
-    acts, delta_a, delta_b, scalars = scratch
+    acts, delta_a, delta_b, scalars, dh_dz = scratch
     lr, coef, penalty = descent
     into, alpha = (theta, -lr) if lr > 0 else (grad, 1.0)
     L = sizes.size - 1
@@ -211,7 +222,8 @@ def chunk_backward(spec, theta, X, r0, n, dZ_L, scratch, grad, descent):
             spare = delta_b if (L - l) % 2 == 0 else delta_a     # dZ_L is in delta_a
             dPrev = rows_view(spare, 0, n, sizes[l - 1])
             gemm(False, True, dZ, weight_view(theta, sizes, l), dPrev, 1.0, 0.0, scalars)
-            scale_by_derivative(dPrev, prev, codes[l - 2])
+            kept = rows_view(dh_dz, at, n, sizes[l - 1]) if dh_dz.size > 0 else prev   # (read if kept)
+            scale_by_derivative(dPrev, prev, kept, codes[l - 2])
         else:
             prev = X[r0:r0 + n]
         W = weight_view(into, sizes, l)
@@ -297,7 +309,7 @@ def forward_groups(sizes, codes, output, loss, bias, X, Y, w, theta, inv_N, out,
     for g in nb.prange(n_groups):
         start, stop = g * N // n_groups, (g + 1) * N // n_groups
         totals[g] = rows_forward(spec, theta, X, Y, w, start, stop, inv_N, out,
-                                 layers_scratch(sizes, stop - start, X.dtype))
+                                 layers_scratch(sizes, codes, stop - start, X.dtype))
 
 
 @nb.njit(**FAST)
@@ -380,7 +392,7 @@ def gradient_groups(sizes, codes, output, loss, bias, X, Y, w, theta, inv_N, gra
     for g in nb.prange(n_groups):
         start, stop = g * N // n_groups, (g + 1) * N // n_groups
         totals[g] = rows_gradients(spec, theta, X, Y, w, start, stop, inv_N, grads[g],
-                                   layers_scratch(sizes, stop - start, X.dtype))
+                                   layers_scratch(sizes, codes, stop - start, X.dtype))
 
 
 @nb.njit(**FAST)

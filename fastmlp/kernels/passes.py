@@ -46,8 +46,8 @@ def new_scratch(spec, theta, X, rows):
     sizes = spec[0]
     if spec[5]:
         W1, _, W2, _ = article_views(spec, theta)
-        return fused.new_scratch(X, W1, W2, rows), layers.layers_scratch(sizes, 0, X.dtype)
-    return fused.chunk_scratch(X, 0, 0, 0), layers.layers_scratch(sizes, rows, X.dtype)
+        return fused.new_scratch(X, W1, W2, rows), layers.layers_scratch(sizes, spec[1], 0, X.dtype)
+    return fused.chunk_scratch(X, 0, 0, 0), layers.layers_scratch(sizes, spec[1], rows, X.dtype)
 
 
 @nb.njit(**FAST)
