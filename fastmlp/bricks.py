@@ -15,7 +15,13 @@ the exporters translate them. This module imports nothing of fastmlp.
 import math
 
 import numpy as np
-from scipy.special import erf, xlogy
+
+
+def erf(x):
+    """scipy.special.erf, imported on first use: scipy.special takes a quarter of a second to import,
+    which every process that imports fastmlp (a Dask worker, a CLI call) would otherwise pay."""
+    from scipy.special import erf
+    return erf(x)
 
 # -- activations: f(z), and f'(z) given z and h = f(z) ----------------------------------------------
 
@@ -195,7 +201,8 @@ def cross_entropy_gradient(Y, z, h, output, share):
 def poisson(Y, z, h, output):
     """Each row's half Poisson deviance, as scikit-learn's poisson_loss: sum(Y log(Y / h) - Y + h) with
     h = exp(z), written from z: Y log Y - Y z - Y + h (0 log 0 = 0)."""
-    return np.sum(xlogy(Y, Y) - Y * z - Y + h, axis=1)
+    Y_log_Y = np.where(Y > 0, Y * np.log(np.where(Y > 0, Y, 1)), 0)
+    return np.sum(Y_log_Y - Y * z - Y + h, axis=1)
 
 
 def poisson_gradient(Y, z, h, output, share):

@@ -47,12 +47,13 @@ class MLP:
     """A multilayer perceptron of LEGO bricks; MLP((2, 3, 2), seed=2017) is the article's network.
 
     sizes: (n_inputs, *hidden, n_outputs). activation: one of fastmlp.bricks.ACTIVATIONS ("sigmoid",
-    "tanh", "relu", "leaky_relu", "elu", "softplus", "identity") for every hidden layer, or one name per
-    hidden layer. output: "sigmoid", "softmax", "identity" or "exp". loss: "mse" (the article's
-    sum((Y - out)**2) / (2N)), "cross_entropy" (sigmoid or softmax outputs) or "poisson" (half the
-    Poisson deviance, exp output, non-negative targets). init: "article" (RandomState(seed), per layer (2 * random((fan_in, fan_out)) - 1) /
-    sqrt(fan_in), biases zero: seed 2017 gives the article's weights), "glorot" (as scikit-learn's MLP)
-    or "he". bias=False is the article's network exactly: biases stay zero and are never trained.
+    "tanh", "relu", "leaky_relu", "elu", "softplus", "gelu", "silu", "identity") for every hidden layer,
+    or one name per hidden layer. output: "sigmoid", "softmax", "identity" or "exp". loss: "mse" (the
+    article's sum((Y - out)**2) / (2N)), "cross_entropy" (sigmoid or softmax outputs) or "poisson"
+    (half the Poisson deviance, exp output, non-negative targets). init: "article" (RandomState(seed),
+    per layer (2 * random((fan_in, fan_out)) - 1) / sqrt(fan_in), biases zero: seed 2017 gives the
+    article's weights), "glorot" (as scikit-learn's MLP) or "he". bias=False is the article's network
+    exactly: biases stay zero and are never trained.
     backend: "numpy" (the reference) or "numba" (the compiled kernels). dtype: "float32" or "float64";
     inputs are cast to it and every result comes in it.
     """
@@ -229,9 +230,9 @@ class MLP:
         y: integer labels for classification outputs (one sigmoid output: 0/1), float targets (N,)
         or (N, O) for value outputs (identity, exp). Give `steps` or `epochs`. batch_size: None for
         full batch. With `epochs`, every epoch walks all samples in batches (the last one smaller if
-        batch_size does not divide N); with `steps` and shuffle=False every step trains on the first batch_size samples (the
-        article's run). shuffle=True deals a fresh permutation each epoch (seeded by `seed`, drawn up
-        front: the compiled loop runs whole epochs). optimizer: "sgd", "momentum", "nesterov"
+        batch_size does not divide N); with `steps` and shuffle=False every step trains on the first
+        batch_size samples (the article's run). shuffle=True deals a fresh permutation each epoch
+        (seeded by `seed`, drawn up front: the compiled loop runs whole epochs). optimizer: "sgd", "momentum", "nesterov"
         (momentum 0.9), "adam" (beta_1 0.9, beta_2 0.999, epsilon 1e-8), or a fastmlp.optimizers object
         (fastmlp.Adam(beta_1=...), ...); updates as scikit-learn's MLP optimizers make them. lr: the
         (initial) rate. reg, penalty: the loss's regularisation ("l2" or "l1"). schedule: "constant",

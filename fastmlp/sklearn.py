@@ -9,9 +9,9 @@ else float64, as scikit-learn), and what scikit-learn's users ask for: MLPClassi
 validation set of one's own for early stopping (fit's X_val, y_val, sample_weight_val), and more
 activations. Differences, by design: sparse X is not accepted; sample weights must be non-negative
 (scikit-learn's MLP takes negative ones); MLPRegressor(loss="poisson") refuses negative targets
-(scikit-learn's returns a NaN loss); a multi-output regressor's loss_curve_ (sgd, adam) holds sum((Y - out)**2) / (2N), the
-loss its gradient is the gradient of (scikit-learn divides the value, not the gradient, by the number of
-outputs); with lbfgs, whose line search compares values, fastmlp hands scipy scikit-learn's value, so
+(scikit-learn's returns a NaN loss); a multi-output regressor's loss_curve_ (sgd, adam) holds
+sum((Y - out)**2) / (2N), the loss its gradient is the gradient of (scikit-learn divides the value, not
+the gradient, by the number of outputs); with lbfgs, whose line search compares values, fastmlp hands scipy scikit-learn's value, so
 that both walk the same path, and loss_ is that value.
 
 Needs scikit-learn: pip install 'fastmlp[sklearn]'.
@@ -56,39 +56,8 @@ LEARNING_RATES = ("constant", "invscaling", "adaptive")
 
 
 class _BaseMLP(BaseEstimator):
-    """What MLPClassifier and MLPRegressor share: parameters, their checks, and fitting."""
-
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
-                 batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
-                 max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
-                 momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 backend="numba", dtype=None):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.solver = solver
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.learning_rate_init = learning_rate_init
-        self.power_t = power_t
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.tol = tol
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.momentum = momentum
-        self.nesterovs_momentum = nesterovs_momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.n_iter_no_change = n_iter_no_change
-        self.max_fun = max_fun
-        self.backend = backend
-        self.dtype = dtype
+    """What MLPClassifier and MLPRegressor share: their parameters' checks, and fitting (each class's
+    __init__ lists its parameters, in scikit-learn's order)."""
 
     # -- parameters, checked in one place ---------------------------------------------------------
 
@@ -415,6 +384,14 @@ class _BaseMLP(BaseEstimator):
         return tags
 
 
+def _store(estimator, parameters):
+    """__init__'s parameters as the estimator's attributes, unchanged (scikit-learn's convention: get_params
+    reads them back by the signature's names)."""
+    for name, value in parameters.items():
+        if name != "self":
+            setattr(estimator, name, value)
+
+
 def _is_plain(X, estimator):
     """Whether X is what scikit-learn's validate_data would hand on unchanged: a 2-D float32/float64
     ndarray with rows and the fitted number of columns, the estimator fitted without feature names."""
@@ -436,14 +413,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  learning_rate="constant", learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9,
-                 beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, backend="numba", dtype=None, class_weight=None):
-        super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
-            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter, shuffle=shuffle,
-            random_state=random_state, tol=tol, verbose=verbose, warm_start=warm_start, momentum=momentum,
-            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
-            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
-            n_iter_no_change=n_iter_no_change, max_fun=max_fun, backend=backend, dtype=dtype)
-        self.class_weight = class_weight
+                 beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, backend="numba", dtype=None,
+                 class_weight=None):
+        _store(self, locals())
 
     def _check_own_params(self):
         cw = self.class_weight
@@ -529,18 +501,13 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     exp output: out_activation_ "exp", for counts and other non-negative targets). See fastmlp.sklearn
     for the other parameters."""
 
-    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001, batch_size="auto",
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
+                 solver="adam", alpha=0.0001, batch_size="auto",
                  learning_rate="constant", learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9,
                  beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, backend="numba", dtype=None):
-        super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
-            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter, shuffle=shuffle,
-            random_state=random_state, tol=tol, verbose=verbose, warm_start=warm_start, momentum=momentum,
-            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
-            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
-            n_iter_no_change=n_iter_no_change, max_fun=max_fun, backend=backend, dtype=dtype)
-        self.loss = loss
+        _store(self, locals())
 
     def _check_own_params(self):
         if self.loss not in REGRESSION_LOSSES:

@@ -64,6 +64,33 @@ def start_threads():
         nb.get_num_threads()
 
 
+def hold_to_budget():
+    """Numba's threads for the calling thread (Numba counts them per thread) held to thread_budget."""
+    budget = process_budget()
+    if budget is not None and nb.get_num_threads() > budget:
+        nb.set_num_threads(budget)
+
+
+@functools.cache
+def process_budget():
+    return thread_budget(os.environ)
+
+
+def thread_budget(env):
+    """How many threads fastmlp may use when NUMBA_NUM_THREADS does not say: OMP_NUM_THREADS, the budget
+    that schedulers give a process (a dask worker's nanny sets it, and OPENBLAS/MKL_NUM_THREADS, to its
+    threads per worker, but not Numba's: distributed issue #9075), so that 2 one-thread workers on 2
+    cores run 2 threads, not 4. None: no budget. (Work is cut from the shapes alone, so the bits do not
+    change with it.)"""
+    if "NUMBA_NUM_THREADS" in env:
+        return None
+    try:
+        budget = int(env.get("OMP_NUM_THREADS", "").split(",")[0])
+    except ValueError:
+        return None
+    return budget if budget >= 1 else None
+
+
 @contextlib.contextmanager
 def environment(settings):
     """os.environ with `settings` added for the duration, then as it was."""
@@ -104,8 +131,10 @@ AS_IT_IS = contextlib.nullcontext()
 
 
 def blas_threads_for(spec):
-    """The context a kernel call on `spec` runs in: BLAS on one thread for the layered path (its
-    products go through BLAS), as it is for the fused path (no BLAS)."""
+    """The context a kernel call on `spec` runs in: Numba's threads within the process's budget
+    (hold_to_budget), and BLAS on one thread for the layered path (its products go through BLAS), as
+    it is for the fused path (no BLAS)."""
+    hold_to_budget()
     return AS_IT_IS if spec[5] else one_blas_thread()
 
 
