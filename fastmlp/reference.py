@@ -52,10 +52,13 @@ def forward(arch, theta, X):
 
 def shares(weights, N, dtype):
     """Each row's share of the batch's loss (N, 1): 1 / N, or w_i / sum(w) with sample weights; and the
-    N of the penalty's reg / N: N, or sum(w)."""
+    N of the penalty's reg / N: N, or sum(w). A batch whose weights sum to 0 contributes nothing: its
+    shares are 0 and its N infinite (no penalty either), where scikit-learn raises ZeroDivisionError."""
     if weights is None or len(weights) == 0:
         return np.full((N, 1), 1 / N, dtype), N
     total = float(np.sum(weights))
+    if total == 0:
+        return np.zeros((N, 1), dtype), np.inf
     return (weights / dtype.type(total)).astype(dtype)[:, None], total
 
 

@@ -252,3 +252,19 @@ def test_fit_refuses_a_history_larger_than_memory_before_allocating():
         net.fit(np.zeros((4, 2)), [0, 1, 0, 1], lr=0.1, steps=10**12)
     with pytest.raises(ValueError, match="shorter fits"):
         net.fit(np.zeros((4, 2)), [0, 1, 0, 1], lr=0.1, epochs=10**12, batch_size=1)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_batches_whose_weights_sum_to_zero_change_nothing(backend):
+    """Batches of one row, a third of them weighted 0: plain SGD over all rows ends where it ends over
+    the weighted rows alone (a zero-weight batch has loss and gradient 0, penalty included)."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(30, 3)), rng.integers(0, 2, 30)
+    w = np.where(np.arange(30) % 3 == 0, 0.0, 1.0)
+    nets = [fastmlp.MLP((3, 5, 2), backend=backend, activation="tanh", output="softmax", loss="cross_entropy",
+                        init="glorot", seed=1) for _ in range(2)]
+    nets[0].fit(X, y, lr=0.1, epochs=2, batch_size=1, reg=0.1, sample_weight=w, progress=False)
+    kept = w > 0
+    nets[1].fit(X[kept], y[kept], lr=0.1, epochs=2, batch_size=1, reg=0.1, progress=False)
+    for a, b in zip(nets[0].parameters, nets[1].parameters):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)

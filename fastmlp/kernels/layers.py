@@ -113,13 +113,15 @@ def chunk_forward(spec, theta, X, r0, n, scratch):
 
 @nb.njit(inline="always", **STRICT)
 def weight_total(w, N):
-    """sum(w) in float64: the N of a weighted batch (N itself when the rows have no weights, w empty)."""
+    """sum(w) in float64: the N of a weighted batch (N itself when the rows have no weights, w empty);
+    inf for weights that sum to 0, so that such a batch contributes nothing (every 1 / N and reg / N
+    is then 0), as fastmlp.reference.shares."""
     if w.shape[0] == 0:
         return float(N)
     total = 0.0
     for i in range(w.shape[0]):
         total += w[i]
-    return total
+    return total if total > 0 else np.inf
 
 
 @nb.njit(**FAST)
