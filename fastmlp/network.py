@@ -232,11 +232,12 @@ class MLP:
         full batch. With `epochs`, every epoch walks all samples in batches (the last one smaller if
         batch_size does not divide N); with `steps` and shuffle=False every step trains on the first
         batch_size samples (the article's run). shuffle=True deals a fresh permutation each epoch
-        (seeded by `seed`, drawn up front: the compiled loop runs whole epochs). optimizer: "sgd", "momentum", "nesterov"
-        (momentum 0.9), "adam" (beta_1 0.9, beta_2 0.999, epsilon 1e-8), or a fastmlp.optimizers object
-        (fastmlp.Adam(beta_1=...), ...); updates as scikit-learn's MLP optimizers make them. lr: the
-        (initial) rate. reg, penalty: the loss's regularisation ("l2" or "l1"). schedule: "constant",
-        "inverse" (lr / (1 + decay t)) or "exponential" (lr exp(-decay t)), t the 0-based step.
+        (seeded by `seed`, drawn up front: the compiled loop runs whole epochs). optimizer: "sgd",
+        "momentum", "nesterov" (momentum 0.9), "adam" (beta_1 0.9, beta_2 0.999, epsilon 1e-8), or
+        a fastmlp.optimizers object (fastmlp.Adam(beta_1=...), ...); updates as scikit-learn's MLP
+        optimizers make them. lr: the (initial) rate. reg, penalty: the loss's regularisation ("l2"
+        or "l1"). schedule: "constant", "inverse" (lr / (1 + decay t)) or "exponential"
+        (lr exp(-decay t)), t the 0-based step.
         clip_norm: clip the gradient's global norm. eval_every: record a row every this many steps
         (default 100, or once per epoch with `epochs`; and after the last step): loss (the step's
         pre-update batch loss), the score on all of X, y after the update ("accuracy", or "r2" for value

@@ -11,8 +11,8 @@ activations. Differences, by design: sparse X is not accepted; sample weights mu
 (scikit-learn's MLP takes negative ones); MLPRegressor(loss="poisson") refuses negative targets
 (scikit-learn's returns a NaN loss); a multi-output regressor's loss_curve_ (sgd, adam) holds
 sum((Y - out)**2) / (2N), the loss its gradient is the gradient of (scikit-learn divides the value, not
-the gradient, by the number of outputs); with lbfgs, whose line search compares values, fastmlp hands scipy scikit-learn's value, so
-that both walk the same path, and loss_ is that value.
+the gradient, by the number of outputs); with lbfgs, whose line search compares values, fastmlp hands
+scipy scikit-learn's value, so that both walk the same path, and loss_ is that value.
 
 Needs scikit-learn: pip install 'fastmlp[sklearn]'.
 """

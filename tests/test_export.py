@@ -181,7 +181,8 @@ def test_onnx_regressor_gives_variable(n_outputs, dtype):
     y = X[:, :n_outputs] ** 2 + X[:, 1:n_outputs + 1]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        est = sk.MLPRegressor(hidden_layer_sizes=(8,), max_iter=40, random_state=0, activation="tanh").fit(X, y.squeeze())
+        est = sk.MLPRegressor(hidden_layer_sizes=(8,), max_iter=40, random_state=0, activation="tanh")
+        est.fit(X, y.squeeze())
     got = session(fastmlp.to_onnx(est, dtype=dtype)).run(None, {"X": X.astype(dtype)})[0]
     assert got.shape == (len(X), n_outputs)
     assert_close(got, est.predict(X).reshape(len(X), -1), dtype)

@@ -110,8 +110,8 @@ def test_bad_step_options(net, kwargs, error, message):
     (dict(sizes=(2, 3, 2), seed=-1), ValueError, r"seed must be None or an integer in \[0, 2\*\*32\)"),
     (dict(sizes=(2, 3, 2), seed="abc"), ValueError, r"seed must be None or an integer"),
     (dict(sizes=(2, 3, 2), activation="mish"), ValueError,
-     r"activation must be one of \['elu', 'gelu', 'identity', 'leaky_relu', 'relu', 'sigmoid', 'silu', 'softplus', 'tanh'\], "
-     r"got 'mish'"),
+     r"activation must be one of \['elu', 'gelu', 'identity', 'leaky_relu', 'relu', 'sigmoid', 'silu', "
+     r"'softplus', 'tanh'\], got 'mish'"),
     (dict(sizes=(2, 3, 4, 2), activation=["relu"]), ValueError,
      r"activation must have one name per hidden layer \(2 for sizes \(2, 3, 4, 2\)\), got 1"),
     (dict(sizes=(2, 3, 4, 2), activation=["relu", "swish"]), ValueError, r"activation\[1\] must be one of"),

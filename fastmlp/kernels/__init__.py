@@ -138,7 +138,7 @@ def blas_threads_for(spec):
     return AS_IT_IS if spec[5] else one_blas_thread()
 
 
-def weights_or_none(weights, X):
+def as_kernel_weights(weights, X):
     """Sample weights as the kernels take them: an empty array of X's dtype for none."""
     return np.empty(0, X.dtype) if weights is None else weights
 
@@ -166,7 +166,7 @@ def loss(arch, theta, X, Y, reg=0.0, penalty="l2", weights=None):
     """The data loss plus (reg / N) * penalty(weights), as a Python float."""
     spec = spec_of(arch, weights is not None)
     with blas_threads_for(spec):
-        finite, value = loss_compiled(spec, theta, X, Y, weights_or_none(weights, X), reg, PENALTY_CODES[penalty])
+        finite, value = loss_compiled(spec, theta, X, Y, as_kernel_weights(weights, X), reg, PENALTY_CODES[penalty])
     raise_if_not_finite(finite, ("X", X), ("Y", Y))
     return float(value)
 
@@ -175,7 +175,7 @@ def loss_and_gradients(arch, theta, X, Y, reg=0.0, penalty="l2", weights=None):
     """(loss, gradient): the loss at theta and its gradient, a flat vector like theta."""
     spec = spec_of(arch, weights is not None)
     with blas_threads_for(spec):
-        finite, value, gradient = loss_and_gradients_compiled(spec, theta, X, Y, weights_or_none(weights, X),
+        finite, value, gradient = loss_and_gradients_compiled(spec, theta, X, Y, as_kernel_weights(weights, X),
                                                               reg, PENALTY_CODES[penalty])
     raise_if_not_finite(finite, ("X", X), ("Y", Y))
     return float(value), gradient
@@ -186,7 +186,7 @@ def step(arch, theta, X, Y, lr, reg=0.0, penalty="l2", weights=None):
     finite is not taken: FloatingPointError, theta as it was."""
     spec = spec_of(arch, weights is not None)
     with blas_threads_for(spec):
-        finite, value, updated = step_compiled(spec, theta, X, Y, weights_or_none(weights, X), lr, reg,
+        finite, value, updated = step_compiled(spec, theta, X, Y, as_kernel_weights(weights, X), lr, reg,
                                                PENALTY_CODES[penalty])
     raise_if_not_finite(finite, ("X", X), ("Y", Y))
     if not updated:
