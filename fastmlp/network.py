@@ -9,8 +9,8 @@ from .backends import BACKENDS, CHECKS_FINITE, get_backend
 from .files import atomic_path
 from .bricks import PENALTIES
 from .validation import (
-    check_architecture, check_array, check_dtype, check_finite, check_labels, check_option, check_scalar,
-    check_sample_weight, check_seed, check_sizes, check_targets,
+    check_architecture, check_array, check_dtype, check_finite, check_labels, check_option, check_rows,
+    check_sample_weight, check_scalar, check_seed, check_sizes, check_targets, n_rows,
 )
 
 DEFAULT_BACKEND = "numba"
@@ -136,7 +136,8 @@ class MLP:
     # -- checks of what users pass ------------------------------------------------------------------
 
     def _check_X(self, X, finite=True):
-        return check_array("X", X, ndim=2, dtype=self._dtype, shape=(None, self.sizes[0]), finite=finite)
+        """Inputs X (N, D): a dense array, or a scipy.sparse matrix made CSR (see validation.check_rows)."""
+        return check_rows("X", X, dtype=self._dtype, n_features=self.sizes[0], finite=finite)
 
     def _check_XY(self, X, Y):
         """X and Y of forward, loss and step; their NaN/inf left to backends that check them in their
@@ -144,9 +145,9 @@ class MLP:
         finite = not self._backend_checks_finite
         X = self._check_X(X, finite)
         Y = check_array("Y", Y, ndim=2, dtype=self._dtype, shape=(None, self.sizes[-1]), finite=finite)
-        if len(Y) != len(X):
+        if len(Y) != n_rows(X):
             check_finite("X", X)          # X's own errors first, on every backend
-            raise ValueError(f"X and Y must have the same number of rows, got {len(X)} and {len(Y)}")
+            raise ValueError(f"X and Y must have the same number of rows, got {n_rows(X)} and {len(Y)}")
         return X, Y
 
     def _check_weights(self, sample_weight, n_samples):
@@ -186,8 +187,8 @@ class MLP:
         """Accuracy of predict(X) against labels y for classification outputs; R^2 (as scikit-learn's
         r2_score) against targets y for value outputs (identity, exp); rows weighted by sample_weight."""
         X = self._check_X(X, finite=not self._backend_checks_finite)
-        Y, labels = self._targets("y", y, len(X))
-        weights = self._check_weights(sample_weight, len(X))
+        Y, labels = self._targets("y", y, n_rows(X))
+        weights = self._check_weights(sample_weight, n_rows(X))
         h = self._backend.forward(self._arch, self._theta, X)        # X checked once
         return reference.score_from_output(self._arch, h, Y, labels, weights)
 
@@ -196,14 +197,14 @@ class MLP:
         sample_weight (N,), each row's loss counts w_i / sum(w) and N is sum(w)."""
         X, Y = self._check_XY(X, Y)
         reg, penalty = _check_reg(reg, penalty)
-        weights = self._check_weights(sample_weight, len(X))
+        weights = self._check_weights(sample_weight, n_rows(X))
         return self._backend.loss(self._arch, self._theta, X, Y, reg, penalty, weights)
 
     def loss_and_gradients(self, X, Y, reg=0.0, penalty="l2", *, sample_weight=None):
         """(loss, grads): grads aligned with `parameters` (weights, then biases if the net has them)."""
         X, Y = self._check_XY(X, Y)
         reg, penalty = _check_reg(reg, penalty)
-        weights = self._check_weights(sample_weight, len(X))
+        weights = self._check_weights(sample_weight, n_rows(X))
         loss, gradient = self._backend.loss_and_gradients(self._arch, self._theta, X, Y, reg, penalty, weights)
         dW, db = self._arch.split(gradient)
         return loss, dW + (db if self.bias else [])
@@ -214,7 +215,7 @@ class MLP:
         X, Y = self._check_XY(X, Y)
         lr = check_scalar("lr", lr, low=0.0, low_inclusive=False)
         reg, penalty = _check_reg(reg, penalty)
-        weights = self._check_weights(sample_weight, len(X))
+        weights = self._check_weights(sample_weight, n_rows(X))
         try:
             return self._backend.step(self._arch, self._theta, X, Y, lr, reg, penalty, weights)
         except FloatingPointError as error:          # the backend left theta as it was

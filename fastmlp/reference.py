@@ -225,12 +225,12 @@ def _train_steps(arch, theta, data, settings, curves):
     batch_size, lrs, reg, penalty, clip_norm, eval_every, step0, eval_last, optimizer, stopping, order = settings
     losses, grad_norms, scores, val_losses, val_scores = curves
     n = arch.n_trained
-    steps_per_epoch = -(-len(Xb) // batch_size)
+    steps_per_epoch = -(-Xb.shape[0] // batch_size)
     first_epoch = step0 // steps_per_epoch
     loss_sum = rows_seen = 0.0                 # since the last evaluation, for the "loss" monitor
     for t in range(len(lrs)):
         epoch, k = divmod(step0 + t, steps_per_epoch)
-        batch = np.arange(k * batch_size, min((k + 1) * batch_size, len(Xb)))
+        batch = np.arange(k * batch_size, min((k + 1) * batch_size, Xb.shape[0]))
         if len(order):
             batch = order[epoch - first_epoch, batch]
         loss_value, gradient = loss_and_gradients(arch, theta, Xb[batch], Yb[batch], reg, penalty,
@@ -247,9 +247,9 @@ def _train_steps(arch, theta, data, settings, curves):
         optimizer.update(theta[:n], gradient[:n], lrs[t] * stopping.state[LR_SCALE])
         loss_sum, rows_seen = loss_sum + loss_value * len(batch), rows_seen + len(batch)
         if evaluating:
-            if len(Xe):
+            if Xe.shape[0]:
                 scores[t] = score_from_output(arch, forward(arch, theta, Xe), Ye, ye)
-            if len(Xv):
+            if Xv.shape[0]:
                 trace = forward_trace(arch, theta, Xv)
                 val_losses[t] = loss_from_trace(arch, theta, trace, Yv, reg, penalty, wv)
                 val_scores[t] = score_from_output(arch, trace[f"h{arch.n_layers}"], Yv, yv, wv)

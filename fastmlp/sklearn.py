@@ -7,7 +7,8 @@ whole epochs in one compiled call; "numpy": the reference) and `dtype` (None: fl
 else float64, as scikit-learn), and what scikit-learn's users ask for: MLPClassifier's `class_weight`
 (None, "balanced" or a dict, as scikit-learn's classifiers take it, multiplied into sample_weight), a
 validation set of one's own for early stopping (fit's X_val, y_val, sample_weight_val), and more
-activations. Differences, by design: sparse X is not accepted; sample weights must be non-negative
+activations. Sparse X (scipy.sparse, CSR or CSC, as scikit-learn's) is accepted: the first layer
+computes on its nonzeros (fastmlp.kernels.sparse). Differences, by design: sample weights must be non-negative
 (scikit-learn's MLP takes negative ones); MLPRegressor(loss="poisson") refuses negative targets
 (scikit-learn's returns a NaN loss); a multi-output regressor's loss_curve_ (sgd, adam) holds
 sum((Y - out)**2) / (2N), the loss its gradient is the gradient of (scikit-learn divides the value, not
@@ -53,6 +54,7 @@ LOSSES = {"identity": "mse", "exp": "poisson", "logistic": "cross_entropy", "sof
 REGRESSION_LOSSES = {"squared_error": "identity", "poisson": "exp"}      # loss -> out_activation_
 SOLVERS = ("lbfgs", "sgd", "adam")
 LEARNING_RATES = ("constant", "invscaling", "adaptive")
+SPARSE_FORMATS = ("csr", "csc")                 # as scikit-learn's MLP: CSR for the kernels, CSC converted
 
 
 class _BaseMLP(BaseEstimator):
@@ -118,7 +120,7 @@ class _BaseMLP(BaseEstimator):
             self._initialize(Y, [X.shape[1], *hidden, Y.shape[1]], X.dtype)
         net = self._network()
         validation = None if given[0] is None else self._validation_set(*given, net.dtype)
-        X = np.require(X, net.dtype, ["C", "W"])      # the kernels write nothing, but take no read-only types
+        X = _rows_as(X, net.dtype)
         Y = np.require(Y, net.dtype, ["C", "W"])
         weights = None if weights is None else weights.astype(net.dtype)
         if self.solver == "lbfgs":
@@ -159,11 +161,11 @@ class _BaseMLP(BaseEstimator):
 
     def _validation_set(self, X_val, y_val, sample_weight_val, dtype):
         """(X_val, Y_val, labels, weights) checked as X, y and sample_weight are, in the network's dtype."""
-        X_val = validate_data(self, X_val, reset=False, dtype=(np.float64, np.float32))
-        Y_val = self._validation_targets(y_val, len(X_val))
+        X_val = validate_data(self, X_val, accept_sparse=SPARSE_FORMATS, reset=False, dtype=(np.float64, np.float32))
+        Y_val = self._validation_targets(y_val, X_val.shape[0])
         weights = training.no_weights(self._net) if sample_weight_val is None else _check_sample_weight(
             sample_weight_val, X_val, dtype=dtype, ensure_non_negative=True)
-        return (np.require(X_val, dtype, ["C", "W"]), np.require(Y_val, dtype, ["C", "W"]),
+        return (_rows_as(X_val, dtype), np.require(Y_val, dtype, ["C", "W"]),
                 self._labels(Y_val), np.require(weights, dtype, ["C", "W"]))
 
     def _initialize(self, Y, sizes, dtype):
@@ -230,7 +232,7 @@ class _BaseMLP(BaseEstimator):
         arch, backend = net._arch, net._backend
         n_outputs = Y.shape[1] if arch.loss == "mse" else 1
         n_weights = arch.n_weights
-        N = len(X) if weights is None else float(np.sum(weights))
+        N = X.shape[0] if weights is None else float(np.sum(weights))
 
         def loss_and_gradient(theta):
             value, gradient = backend.loss_and_gradients(arch, theta.astype(net.dtype), X, Y, self.alpha, "l2",
@@ -267,7 +269,7 @@ class _BaseMLP(BaseEstimator):
             validation = given
         elif self.early_stopping:
             X, Y, weights, validation = self._validation_split(X, Y, weights, rng)
-        n = len(X)
+        n = X.shape[0]
         if self.batch_size != "auto" and self.batch_size > n:
             warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped")
         batch_size = min(200, n) if self.batch_size == "auto" else int(np.clip(self.batch_size, 1, n))
@@ -321,7 +323,8 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("The validation set is too small. Increase 'validation_fraction' or the size of "
                              "your dataset.")
         c = np.ascontiguousarray
-        return c(X_train), c(Y_train), c(w_train), (c(X_val), c(Y_val), self._labels(Y_val), c(w_val))
+        return (_rows_as(X_train, X.dtype), c(Y_train), c(w_train),
+                (_rows_as(X_val, X.dtype), c(Y_val), self._labels(Y_val), c(w_val)))
 
     def _record(self, history, n, batch_size, steps_per_epoch, incremental):
         """The fitted attributes of a stochastic run, from its History."""
@@ -372,7 +375,7 @@ class _BaseMLP(BaseEstimator):
         """The output layer (N, O) for X, validated as scikit-learn validates it."""
         check_is_fitted(self)
         if not _is_plain(X, self):        # a plain array is checked by the network (NaN/inf included)
-            X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+            X = validate_data(self, X, accept_sparse=SPARSE_FORMATS, reset=False, dtype=(np.float64, np.float32))
         net = self._network()
         if X.dtype == np.float64 and net.dtype == np.float32:
             net = net.astype(np.float64)      # as scikit-learn: float64 X with float32 weights computes in float64
@@ -380,7 +383,7 @@ class _BaseMLP(BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True
         return tags
 
 
@@ -390,6 +393,14 @@ def _store(estimator, parameters):
     for name, value in parameters.items():
         if name != "self":
             setattr(estimator, name, value)
+
+
+def _rows_as(X, dtype):
+    """X in `dtype` as the network takes it: a C-contiguous, writeable array (the kernels write nothing,
+    but take no read-only types), or a sparse matrix as CSR."""
+    if hasattr(X, "tocsr"):
+        return X.tocsr().astype(dtype, copy=False)
+    return np.require(X, dtype, ["C", "W"])
 
 
 def _is_plain(X, estimator):
@@ -427,7 +438,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def _validate_input(self, X, y, incremental, reset):
         """(X, the targets as the network's outputs, the labels y as checked)."""
-        X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32), reset=reset)
+        X, y = validate_data(self, X, y, accept_sparse=SPARSE_FORMATS, multi_output=True,
+                             dtype=(np.float64, np.float32), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         check_classification_targets(y)
@@ -518,8 +530,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def _validate_input(self, X, y, incremental, reset):
         """(X, the targets, the targets): a regressor's labels are its targets."""
-        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=(np.float64, np.float32),
-                             reset=reset)
+        X, y = validate_data(self, X, y, accept_sparse=SPARSE_FORMATS, multi_output=True, y_numeric=True,
+                             dtype=(np.float64, np.float32), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         self._check_targets(y, "y")

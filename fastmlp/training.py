@@ -15,7 +15,7 @@ import numpy as np
 from .loop import BEST_STEP, STOPPED_AT, LoopSettings, Stopping
 from .optimizers import get_optimizer
 from .bricks import PENALTIES
-from .validation import check_int, check_option, check_sample_weight, check_scalar, check_seed
+from .validation import check_int, check_option, check_sample_weight, check_scalar, check_seed, n_rows
 
 SEGMENT_STEPS = 20_000
 
@@ -83,14 +83,15 @@ def fit(net, X, y, *, lr, steps=None, epochs=None, batch_size=None, shuffle=Fals
         snapshot_every=None, seed=None, progress=True, on_divergence="raise", sample_weight=None):
     """Train `net` in place; see MLP.fit for the arguments. Returns a History."""
     X = net._check_X(X)
-    Y, labels = net._targets("y", y, len(X))
+    N = n_rows(X)
+    Y, labels = net._targets("y", y, N)
     weights = no_weights(net) if sample_weight is None else check_sample_weight(
-        "sample_weight", sample_weight, len(X), net.dtype)
+        "sample_weight", sample_weight, N, net.dtype)
     lr = check_scalar("lr", lr, low=0.0, low_inclusive=False)
-    batch_size = len(X) if batch_size is None else check_int("batch_size", batch_size)
-    if batch_size > len(X):
-        raise ValueError(f"batch_size must be at most the number of samples ({len(X)}), got {batch_size}")
-    steps_per_epoch = math.ceil(len(X) / batch_size)
+    batch_size = N if batch_size is None else check_int("batch_size", batch_size)
+    if batch_size > N:
+        raise ValueError(f"batch_size must be at most the number of samples ({N}), got {batch_size}")
+    steps_per_epoch = math.ceil(N / batch_size)
     if (steps is None) == (epochs is None):
         raise ValueError(f"give exactly one of steps and epochs, got steps={steps!r}, epochs={epochs!r}")
     steps = check_int("steps", steps) if epochs is None else check_int("epochs", epochs) * steps_per_epoch
@@ -119,8 +120,8 @@ def fit(net, X, y, *, lr, steps=None, epochs=None, batch_size=None, shuffle=Fals
     lrs = SCHEDULES[schedule](lr, decay, np.arange(steps, dtype=np.float64))
     settings = LoopSettings(batch_size, lrs, reg, penalty, clip_norm, eval_every, 0, False,
                             get_optimizer(optimizer), stopping)
-    batch_rows = len(X) if shuffle or epochs is not None else batch_size   # else: the first batch, always
-    epoch_orders = (lambda: rng.permutation(len(X))) if shuffle else None
+    batch_rows = N if shuffle or epochs is not None else batch_size   # else: the first batch, always
+    epoch_orders = (lambda: rng.permutation(N)) if shuffle else None
     return _fit(net, ((X, Y, weights), (X, Y, labels), validation), settings, (batch_rows, epoch_orders),
                 snapshot_every, progress, on_divergence)
 
@@ -159,7 +160,7 @@ def _fit(net, data, settings, epochs, snapshot_every, progress, on_divergence):
     theta, stopping = net._theta, settings.stopping
     curves = {name: np.full(steps, np.nan) for name in CURVES}
     score_name = "accuracy" if net._arch.is_classifier() else "r2"
-    has_val = len(validation[0]) > 0
+    has_val = n_rows(validation[0]) > 0
     snapshots = [(0, [p.copy() for p in net.parameters])]
     bar = _progress_bar(steps, progress)
     orders = {}                                             # epoch -> its row order
@@ -256,8 +257,8 @@ def _check_eval_set(net, eval_set):
         raise ValueError("eval_set must be a pair (X_val, y_val) or a triple (X_val, y_val, sample_weight_val)")
     Xv = net._check_X(eval_set[0])
     weights = no_weights(net) if len(eval_set) == 2 or eval_set[2] is None else check_sample_weight(
-        "eval_set sample_weight", eval_set[2], len(Xv), net.dtype)
-    return (Xv, *net._targets("eval_set y", eval_set[1], len(Xv)), weights)
+        "eval_set sample_weight", eval_set[2], n_rows(Xv), net.dtype)
+    return (Xv, *net._targets("eval_set y", eval_set[1], n_rows(Xv)), weights)
 
 
 def _history(curves, lrs, n_steps, snapshots, score_name, has_val, eval_every):

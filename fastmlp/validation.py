@@ -118,6 +118,39 @@ def check_seed(name, seed):
     return int(seed)
 
 
+def check_rows(name, X, *, dtype, n_features, finite=True):
+    """Return inputs X (N, n_features): a dense array as check_array makes it, or a scipy.sparse matrix
+    or array (any format) as CSR of `dtype` (copied only where its format or dtype differ), its stored
+    values finite unless finite=False."""
+    if not is_sparse(X):
+        return check_array(name, X, ndim=2, dtype=dtype, shape=(None, n_features), finite=finite)
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got a sparse array of shape {X.shape}")
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} must not be empty, got shape {X.shape}")
+    if X.shape[1] != n_features:
+        raise ValueError(f"{name} must have shape (N, {n_features}), got {X.shape} (axis 1 is {X.shape[1]}, "
+                         f"expected {n_features})")
+    X = X.tocsr()
+    if X.dtype != dtype:
+        X = X.astype(dtype)
+    if finite:
+        check_finite(name, X)
+    return X
+
+
+def is_sparse(X):
+    """Whether X is a scipy.sparse matrix or array (without importing scipy.sparse)."""
+    return hasattr(X, "tocsr") and hasattr(X, "nnz")
+
+
+def n_rows(X):
+    """How many rows X has (dense or sparse: len() is not defined for a sparse matrix)."""
+    return X.shape[0]
+
+
 def check_array(name, a, *, ndim, dtype, shape=None, finite=True):
     """Return `a` as a non-empty, C-contiguous, writeable float array of `ndim` dimensions, finite
     unless finite=False (for a backend that checks finiteness in its own pass, fastmlp.backends).
@@ -141,7 +174,16 @@ def is_ready(a, ndim, dtype, shape):
 
 
 def check_finite(name, a):
-    """Raise ValueError naming the first NaN or infinity of array `a`, if it has one."""
+    """Raise ValueError naming the first NaN or infinity of array `a` (or of a CSR matrix's stored
+    values, by row and column), if it has one."""
+    if is_sparse(a):
+        bad = np.flatnonzero(~np.isfinite(a.data))
+        if len(bad):
+            row = int(np.searchsorted(a.indptr, bad[0], side="right")) - 1
+            value = a.data[bad[0]]
+            raise ValueError(f"{name} must be finite, found {'NaN' if np.isnan(value) else value} at index "
+                             f"({row}, {int(a.indices[bad[0]])})")
+        return
     if not np.isfinite(a).all():
         bad = np.argwhere(~np.isfinite(a))[0]
         value = a[tuple(bad)]
@@ -154,9 +196,8 @@ def _converted(name, a, ndim, dtype, shape):
     of the right dtype where `a` is not one already."""
     if isinstance(a, (str, bytes)):
         raise TypeError(f"{name} must be a numeric array, got a string")
-    if hasattr(a, "tocsr") and hasattr(a, "nnz"):
-        raise TypeError(f"{name} is a scipy.sparse matrix: MLP takes dense arrays only (use {name}.toarray() "
-                        f"where it fits in memory)")
+    if is_sparse(a):
+        raise TypeError(f"{name} is a scipy.sparse matrix: only X may be sparse (use {name}.toarray())")
     arr = np.asarray(a)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")

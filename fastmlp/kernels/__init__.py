@@ -7,6 +7,7 @@ train_loop), for any network. The modules follow the bricks:
     memory     scratch aligned to cache lines; arrays borrowed without reference counting
     blas       matrix products through BLAS from compiled code, accumulating in place
     plan       how a batch is cut into chunks and groups (shapes only: bitwise deterministic)
+    sparse     sparse X (CSR): the first layer's product and weight gradient on the nonzeros
     layers     any network, layer by layer (BLAS products, activations, output and loss)
     fused      the article's arrangement with few inputs: one fused pass per hidden unit
     passes     whole batches on either path; penalty and update on the flat parameters
@@ -37,6 +38,7 @@ from .layers import LOSS_CODES, weight_total
 from .loop import train_loop_compiled
 from .plan import LAYER_MAX_GROUPS
 from .passes import forward_into, loss_and_gradients_into, new_scratch, penalty_value, step_into
+from .sparse import as_csr, rows_finite
 
 PENALTY_CODES = {name: code for code, name in enumerate(sorted(PENALTIES))}   # l1: 0, l2: 1
 
@@ -113,18 +115,21 @@ def is_fused(arch):
 
 
 @functools.lru_cache(maxsize=256)
-def spec_of(arch, weighted=False):
+def spec_of(arch, weighted=False, sparse=False):
     """The kernels' view of an Architecture: (sizes, codes, output, loss, bias, fused, max_groups), see
-    layers. fused: the fused path's arrangement (is_fused), for rows without sample weights (weighted:
-    some have). max_groups: plan.LAYER_MAX_GROUPS where BLAS's threads can be held to one during a call
-    (blas.one_blas_thread), else 1 (BLAS then threads each product itself). Every entry point below
-    starts here, so this also starts Numba's threads (start_threads)."""
+    layers. fused: the fused path's arrangement (is_fused), for dense rows without sample weights
+    (weighted: some have; sparse: X is sparse). max_groups: plan.LAYER_MAX_GROUPS where BLAS's threads
+    can be held to one during a call (blas.one_blas_thread), else 1 (BLAS then threads each product
+    itself); 1 for sparse X, whose batches run in one group: the groups' gradient buffers would each
+    be as large as theta, whose first layer (every column of X) dominates it, while a group's work is
+    that of its nonzeros. Every entry point below starts here, so this also starts Numba's threads
+    (start_threads)."""
     start_threads()
     sizes = np.array(arch.sizes, np.int64)
     codes = np.array([FUNCTION_CODES[a] for a in arch.activations], np.int64)
-    max_groups = LAYER_MAX_GROUPS if openblas_thread_functions() is not None else 1
+    max_groups = LAYER_MAX_GROUPS if openblas_thread_functions() is not None and not sparse else 1
     return (sizes, codes, FUNCTION_CODES[arch.output], LOSS_CODES[arch.loss], arch.bias,
-            is_fused(arch) and not weighted, max_groups)
+            is_fused(arch) and not weighted and not sparse, max_groups)
 
 
 AS_IT_IS = contextlib.nullcontext()
@@ -138,9 +143,25 @@ def blas_threads_for(spec):
     return AS_IT_IS if spec[5] else one_blas_thread()
 
 
-def as_kernel_weights(weights, X):
-    """Sample weights as the kernels take them: an empty array of X's dtype for none."""
-    return np.empty(0, X.dtype) if weights is None else weights
+def as_kernel_weights(weights, theta):
+    """Sample weights as the kernels take them: an empty array of theta's dtype for none."""
+    return np.empty(0, theta.dtype) if weights is None else weights
+
+
+def is_sparse(X):
+    """Whether X is a scipy.sparse matrix or array (the network's validation makes it CSR)."""
+    return hasattr(X, "tocsr") and hasattr(X, "nnz")
+
+
+def as_kernel_rows(X, sparse):
+    """X as the kernels take it: a dense array, or for sparse rows a sparse.CSR (a dense X among
+    sparse ones, such as an empty evaluation set, converted)."""
+    if not sparse:
+        return X.toarray() if is_sparse(X) else X
+    if not is_sparse(X):
+        import scipy.sparse
+        X = scipy.sparse.csr_matrix(X)
+    return as_csr(X)
 
 
 def raise_if_not_finite(finite, *named_arrays):
@@ -155,27 +176,30 @@ def raise_if_not_finite(finite, *named_arrays):
 
 def forward(arch, theta, X):
     """The network's output h_L (N, O)."""
-    spec = spec_of(arch)
+    sparse = is_sparse(X)
+    spec = spec_of(arch, False, sparse)
     with blas_threads_for(spec):
-        finite, out = forward_compiled(spec, theta, X)
+        finite, out = forward_compiled(spec, theta, as_kernel_rows(X, sparse))
     raise_if_not_finite(finite, ("X", X))
     return out
 
 
 def loss(arch, theta, X, Y, reg=0.0, penalty="l2", weights=None):
     """The data loss plus (reg / N) * penalty(weights), as a Python float."""
-    spec = spec_of(arch, weights is not None)
+    sparse = is_sparse(X)
+    spec = spec_of(arch, weights is not None, sparse)
     with blas_threads_for(spec):
-        finite, value = loss_compiled(spec, theta, X, Y, as_kernel_weights(weights, X), reg, PENALTY_CODES[penalty])
+        finite, value = loss_compiled(spec, theta, as_kernel_rows(X, sparse), Y, as_kernel_weights(weights, theta), reg, PENALTY_CODES[penalty])
     raise_if_not_finite(finite, ("X", X), ("Y", Y))
     return float(value)
 
 
 def loss_and_gradients(arch, theta, X, Y, reg=0.0, penalty="l2", weights=None):
     """(loss, gradient): the loss at theta and its gradient, a flat vector like theta."""
-    spec = spec_of(arch, weights is not None)
+    sparse = is_sparse(X)
+    spec = spec_of(arch, weights is not None, sparse)
     with blas_threads_for(spec):
-        finite, value, gradient = loss_and_gradients_compiled(spec, theta, X, Y, as_kernel_weights(weights, X),
+        finite, value, gradient = loss_and_gradients_compiled(spec, theta, as_kernel_rows(X, sparse), Y, as_kernel_weights(weights, theta),
                                                               reg, PENALTY_CODES[penalty])
     raise_if_not_finite(finite, ("X", X), ("Y", Y))
     return float(value), gradient
@@ -184,9 +208,10 @@ def loss_and_gradients(arch, theta, X, Y, reg=0.0, penalty="l2", weights=None):
 def step(arch, theta, X, Y, lr, reg=0.0, penalty="l2", weights=None):
     """One gradient-descent step on theta in place; returns the loss before it. An update that is not
     finite is not taken: FloatingPointError, theta as it was."""
-    spec = spec_of(arch, weights is not None)
+    sparse = is_sparse(X)
+    spec = spec_of(arch, weights is not None, sparse)
     with blas_threads_for(spec):
-        finite, value, updated = step_compiled(spec, theta, X, Y, as_kernel_weights(weights, X), lr, reg,
+        finite, value, updated = step_compiled(spec, theta, as_kernel_rows(X, sparse), Y, as_kernel_weights(weights, theta), lr, reg,
                                                PENALTY_CODES[penalty])
     raise_if_not_finite(finite, ("X", X), ("Y", Y))
     if not updated:
@@ -196,9 +221,13 @@ def step(arch, theta, X, Y, lr, reg=0.0, penalty="l2", weights=None):
 
 def train_loop(arch, theta, data, settings, curves):
     """fastmlp.reference.train_loop in one compiled call (Python sees none of the steps)."""
-    spec = spec_of(arch, len(data[0][2]) > 0 or len(data[2][3]) > 0)
+    (Xb, Yb, wb), (Xe, Ye, ye), (Xv, Yv, yv, wv) = data
+    sparse = is_sparse(Xb)
+    spec = spec_of(arch, len(wb) > 0 or len(wv) > 0, sparse)
+    data = ((as_kernel_rows(Xb, sparse), Yb, wb), (as_kernel_rows(Xe, sparse), Ye, ye),
+            (as_kernel_rows(Xv, sparse), Yv, yv, wv))
     settings = settings.completed(theta, arch.n_trained)
-    _check_order(settings, len(data[0][0]))
+    _check_order(settings, Xb.shape[0])
     stopping = settings.stopping._replace(monitor=MONITORS[settings.stopping.monitor])
     settings = tuple(settings._replace(penalty=PENALTY_CODES[settings.penalty], stopping=tuple(stopping),
                                        optimizer=settings.optimizer.kernel_state()))
@@ -220,19 +249,19 @@ def _check_order(settings, rows):
 
 @nb.njit(**FAST)
 def forward_compiled(spec, theta, X):
-    out = np.empty((X.shape[0], spec[0][-1]), X.dtype)
-    if not all_finite(X):
+    out = np.empty((X.shape[0], spec[0][-1]), theta.dtype)
+    if not rows_finite(X):
         return False, out
-    no_weights = np.empty(0, X.dtype)
-    forward_into(spec, theta, X, X[:0], no_weights, out, new_scratch(spec, theta, X, X.shape[0]))
+    no_weights = np.empty(0, theta.dtype)
+    forward_into(spec, theta, X, out[:0], no_weights, out, new_scratch(spec, theta, X, X.shape[0]))
     return True, out
 
 
 @nb.njit(**FAST)
 def loss_compiled(spec, theta, X, Y, w, reg, penalty):
-    if not (all_finite(X) and all_finite(Y)):
+    if not (rows_finite(X) and all_finite(Y)):
         return False, np.nan
-    out = np.empty((X.shape[0], spec[0][-1]), X.dtype)
+    out = np.empty((X.shape[0], spec[0][-1]), theta.dtype)
     data_loss = forward_into(spec, theta, X, Y, w, out, new_scratch(spec, theta, X, X.shape[0]))
     N = weight_total(w, X.shape[0])
     return True, data_loss + (0.0 if reg == 0 else reg / N * penalty_value(spec, theta, penalty))
@@ -241,7 +270,7 @@ def loss_compiled(spec, theta, X, Y, w, reg, penalty):
 @nb.njit(**FAST)
 def loss_and_gradients_compiled(spec, theta, X, Y, w, reg, penalty):
     grad = np.empty_like(theta)
-    if not (all_finite(X) and all_finite(Y)):
+    if not (rows_finite(X) and all_finite(Y)):
         return False, np.nan, grad
     loss_value = loss_and_gradients_into(spec, theta, X, Y, w, reg, penalty, grad,
                                          new_scratch(spec, theta, X, X.shape[0]))
@@ -252,7 +281,7 @@ def loss_and_gradients_compiled(spec, theta, X, Y, w, reg, penalty):
 def step_compiled(spec, theta, X, Y, w, lr, reg, penalty):
     """(inputs finite, loss, update taken): an update that is not finite is undone (a copy of theta
     taken before it; the in-place path updates during its backward pass)."""
-    if not (all_finite(X) and all_finite(Y)):
+    if not (rows_finite(X) and all_finite(Y)):
         return False, np.nan, False
     before = theta.copy()
     value = step_into(spec, theta, X, Y, w, lr, reg, penalty, new_scratch(spec, theta, X, X.shape[0]))

@@ -34,6 +34,7 @@ from .fastmath import (
 )
 from .memory import aligned_empty
 from .plan import FORWARD_MIN_ROWS, column_groups, layers_groups, layers_plan
+from .sparse import add_transposed_product, by_kind, first_product, rows_of, sparse_product
 
 MSE, CROSS_ENTROPY, POISSON = 0, 1, 2
 LOSS_CODES = {"mse": MSE, "cross_entropy": CROSS_ENTROPY, "poisson": POISSON}
@@ -90,17 +91,20 @@ def rows_view(buffer, at, n, width):
 
 @nb.njit(**FAST)
 def chunk_forward(spec, theta, X, r0, n, scratch):
-    """h_1 .. h_{L-1} and z_L (bias added) of rows [r0, r0 + n) of X into the chunk's activations,
-    layer after layer (and f'(z_l) into scratch's dh_dz where the activation keeps_derivative); returns
-    the view of z_L (n, O)."""
+    """h_1 .. h_{L-1} and z_L (bias added) of rows [r0, r0 + n) of X (dense or sparse) into the chunk's
+    activations, layer after layer (and f'(z_l) into scratch's dh_dz where the activation
+    keeps_derivative); returns the view of z_L (n, O)."""
     sizes, codes = spec[0], spec[1]
     acts, _, _, scalars, dh_dz = scratch
     L = sizes.size - 1
-    prev = X[r0:r0 + n]
+    prev = rows_view(acts, 0, n, sizes[1])
     at = 0
     for l in range(1, L + 1):
         Z = rows_view(acts, at, n, sizes[l])
-        gemm(False, False, prev, weight_view(theta, sizes, l), Z, 1.0, 0.0, scalars)
+        if l == 1:
+            first_product(rows_of(X, r0, r0 + n), weight_view(theta, sizes, 1), Z, scalars)
+        else:
+            gemm(False, False, prev, weight_view(theta, sizes, l), Z, 1.0, 0.0, scalars)
         b, code = bias_view(theta, sizes, l), codes[l - 1] if l < L else IDENTITY
         if keeps_derivative(code):
             activate_rows_keeping_derivative(Z, b, code, rows_view(dh_dz, at, n, sizes[l]))
@@ -218,6 +222,7 @@ def chunk_backward(spec, theta, X, r0, n, dZ_L, scratch, grad, descent):
     penalty_total = 0.0
     dZ = dZ_L
     for l in range(L, 0, -1):
+        W = weight_view(into, sizes, l)
         if l > 1:
             at -= n * sizes[l - 1]
             prev = rows_view(acts, at, n, sizes[l - 1])
@@ -226,13 +231,13 @@ def chunk_backward(spec, theta, X, r0, n, dZ_L, scratch, grad, descent):
             gemm(False, True, dZ, weight_view(theta, sizes, l), dPrev, 1.0, 0.0, scalars)
             kept = rows_view(dh_dz, at, n, sizes[l - 1]) if dh_dz.size > 0 else prev   # (read if kept)
             scale_by_derivative(dPrev, prev, kept, codes[l - 2])
-        else:
-            prev = X[r0:r0 + n]
-        W = weight_view(into, sizes, l)
         if lr > 0 and coef != 0:    # a zero reg adds nothing (not 0 * inf where a weight has overflowed)
             flat = W.reshape(W.size)
             penalty_total += add_penalty(flat, flat, -lr * coef, penalty)
-        gemm(True, False, prev, dZ, W, alpha, 1.0, scalars)
+        if l > 1:
+            gemm(True, False, prev, dZ, W, alpha, 1.0, scalars)
+        else:
+            add_transposed_product(rows_of(X, r0, r0 + n), dZ, W, alpha, scalars)
         if lr == 0 or spec[4]:
             b = bias_view(into, sizes, l)
             a = dZ.dtype.type(alpha)
@@ -270,7 +275,7 @@ def step_in_place(spec, theta, X, Y, w, lr, reg, penalty, scratch, guard):
     W_sum = weight_total(w, N)
     Z = chunk_forward(spec, theta, X, 0, N, scratch)
     dZ = rows_view(scratch[1], 0, N, Z.shape[1])
-    data_loss = output_and_loss(spec, Z, Y, w, 0, X.dtype.type(1.0 / W_sum), dZ, True) / W_sum
+    data_loss = output_and_loss(spec, Z, Y, w, 0, theta.dtype.type(1.0 / W_sum), dZ, True) / W_sum
     if guard and not np.isfinite(data_loss):
         return data_loss
     penalty_total = chunk_backward(spec, theta, X, 0, N, dZ, scratch, theta, (lr, reg / W_sum, penalty))
@@ -311,11 +316,11 @@ def forward_groups(sizes, codes, output, loss, bias, X, Y, w, theta, inv_N, out,
     for g in nb.prange(n_groups):
         start, stop = g * N // n_groups, (g + 1) * N // n_groups
         totals[g] = rows_forward(spec, theta, X, Y, w, start, stop, inv_N, out,
-                                 layers_scratch(sizes, codes, stop - start, X.dtype))
+                                 layers_scratch(sizes, codes, stop - start, theta.dtype))
 
 
 @nb.njit(**FAST)
-def forward_in_groups(spec, theta, X, Y, w, inv_N, n_groups, out):
+def dense_forward_in_groups(spec, theta, X, Y, w, inv_N, n_groups, out):
     """forward_groups behind a plain call (see gradients_in_groups); returns the data loss times N,
     the groups' shares summed in group order."""
     totals = np.zeros(n_groups)
@@ -327,6 +332,24 @@ def forward_in_groups(spec, theta, X, Y, w, inv_N, n_groups, out):
     return total
 
 
+# Sparse X is never split into groups (kernels.spec_of gives it max_groups 1; Numba's parallel regions
+# take no CSR argument): its halves of the grouped functions run serially, to the same result.
+
+@nb.njit(**FAST)
+def sparse_forward_in_groups(spec, theta, X, Y, w, inv_N, n_groups, out):
+    return rows_forward(spec, theta, X, Y, w, 0, X.shape[0], inv_N, out,
+                        layers_scratch(spec[0], spec[1], X.shape[0], theta.dtype))
+
+
+@nb.njit(**FAST)
+def sparse_gradients_in_groups(spec, theta, X, Y, w, inv_N, n_groups, grad):
+    return rows_gradients(spec, theta, X, Y, w, 0, X.shape[0], inv_N, grad,
+                          layers_scratch(spec[0], spec[1], X.shape[0], theta.dtype))
+
+
+forward_in_groups = by_kind(dense_forward_in_groups, sparse_forward_in_groups, at=2)
+
+
 @nb.njit(parallel=True, **FAST)
 def columns_product(prev, W, Z, scalars):
     """Z = prev @ W, W's columns cut into len(scalars) groups, one product each in parallel."""
@@ -336,17 +359,23 @@ def columns_product(prev, W, Z, scalars):
         gemm(False, False, prev, W[:, c0:c1], Z[:, c0:c1], 1.0, 0.0, scalars[g])
 
 
+first_product_in_columns = by_kind(columns_product, sparse_product)   # sparse X: one product (never cut)
+
+
 @nb.njit(**FAST)
 def forward_in_columns(spec, theta, X, Y, w, inv_N, n_groups, out, scratch):
     """out = the network's output for a few rows X, as chunk_forward computes it with every layer's
     product cut into n_groups column groups (columns_product); returns the data loss times N."""
     sizes, codes = spec[0], spec[1]
     acts, N, L = scratch[0], X.shape[0], sizes.size - 1
-    scalars = np.empty((n_groups, 2), X.dtype)
-    prev, at = X, 0
+    scalars = np.empty((n_groups, 2), theta.dtype)
+    prev, at = rows_view(acts, 0, N, sizes[1]), 0
     for l in range(1, L + 1):
         Z = rows_view(acts, at, N, sizes[l])
-        columns_product(prev, weight_view(theta, sizes, l), Z, scalars)
+        if l == 1:
+            first_product_in_columns(X, weight_view(theta, sizes, 1), Z, scalars)
+        else:
+            columns_product(prev, weight_view(theta, sizes, l), Z, scalars)
         activate_rows(Z, bias_view(theta, sizes, l), codes[l - 1] if l < L else IDENTITY)
         prev, at = Z, at + N * sizes[l]
     total = output_and_loss(spec, prev, Y, w, 0, inv_N, rows_view(scratch[1], 0, N, sizes[L]), Y.shape[0] == N)
@@ -361,10 +390,10 @@ def forward_into(spec, theta, X, Y, w, out, scratch):
     groups in parallel (from fewer rows than gradients: forward has no buffers to sum)."""
     N = X.shape[0]
     W_sum = weight_total(w, N)
-    inv_N = X.dtype.type(1.0 / W_sum)
-    n_groups = layers_groups(N, spec[0], spec[6], X.itemsize, FORWARD_MIN_ROWS)
+    inv_N = theta.dtype.type(1.0 / W_sum)
+    n_groups = layers_groups(N, spec[0], spec[6], theta.itemsize, FORWARD_MIN_ROWS)
     if n_groups == 1:
-        n_columns = column_groups(N, spec[0], spec[6], X.itemsize)
+        n_columns = column_groups(N, spec[0], spec[6], theta.itemsize)
         if n_columns > 1:
             return forward_in_columns(spec, theta, X, Y, w, inv_N, n_columns, out, scratch) / W_sum
         return rows_forward(spec, theta, X, Y, w, 0, N, inv_N, out, scratch) / W_sum
@@ -394,11 +423,11 @@ def gradient_groups(sizes, codes, output, loss, bias, X, Y, w, theta, inv_N, gra
     for g in nb.prange(n_groups):
         start, stop = g * N // n_groups, (g + 1) * N // n_groups
         totals[g] = rows_gradients(spec, theta, X, Y, w, start, stop, inv_N, grads[g],
-                                   layers_scratch(sizes, codes, stop - start, X.dtype))
+                                   layers_scratch(sizes, codes, stop - start, theta.dtype))
 
 
 @nb.njit(**FAST)
-def gradients_in_groups(spec, theta, X, Y, w, inv_N, n_groups, grad):
+def dense_gradients_in_groups(spec, theta, X, Y, w, inv_N, n_groups, grad):
     """grad = the groups' gradient buffers summed in group order; returns the data loss times N. (A
     parallel region called directly from gradients_into would slow its serial path, as in fused.)"""
     grads = np.zeros((n_groups, theta.size), theta.dtype)
@@ -413,6 +442,9 @@ def gradients_in_groups(spec, theta, X, Y, w, inv_N, n_groups, grad):
     return total
 
 
+gradients_in_groups = by_kind(dense_gradients_in_groups, sparse_gradients_in_groups, at=2)
+
+
 @nb.njit(**FAST)
 def gradients_into(spec, theta, X, Y, w, grad, scratch):
     """Sets grad (flat, like theta) to the data loss's gradient for X, Y (rows weighted by w if it has
@@ -420,9 +452,9 @@ def gradients_into(spec, theta, X, Y, w, grad, scratch):
     buffers are summed in group order."""
     N = X.shape[0]
     W_sum = weight_total(w, N)
-    inv_N = X.dtype.type(1.0 / W_sum)
+    inv_N = theta.dtype.type(1.0 / W_sum)
     grad[:] = 0
-    n_groups = layers_groups(N, spec[0], spec[6], X.itemsize)
+    n_groups = layers_groups(N, spec[0], spec[6], theta.itemsize)
     if n_groups == 1:
         return rows_gradients(spec, theta, X, Y, w, 0, N, inv_N, grad, scratch) / W_sum
     return gradients_in_groups(spec, theta, X, Y, w, inv_N, n_groups, grad) / W_sum

@@ -23,6 +23,7 @@ from .passes import (
     article_views, forward_into, loss_and_gradients_into, n_trained, new_scratch, penalty_value,
 )
 from .plan import fused_plan
+from .sparse import batch_buffer, by_kind, gather_rows, rows_of
 from ..loop import BAD_COUNT, BEST, BEST_STEP, LR_SCALE, MONITORS, STOPPED_AT
 
 NO_MONITOR, LOSS_MONITOR, VAL_LOSS_MONITOR = MONITORS["none"], MONITORS["loss"], MONITORS["val_loss"]
@@ -156,6 +157,34 @@ def should_stop(stopping, value, theta, step, lr):
     return True
 
 
+@nb.njit(**STRICT)
+def dense_certified_setup(Xe, certify, H, O, block):
+    """certify.certified_setup for the evaluation set Xe where the run certifies (else for no rows)."""
+    return certified_setup(Xe if certify else Xe[:0], H, O, block)
+
+
+@nb.njit(**STRICT)
+def sparse_certified_setup(Xe, certify, H, O, block):
+    """Never certifies: the certified arrangement is the fused path's, dense X only."""
+    return certified_setup(np.empty((0, Xe.shape[1]), Xe.data.dtype), H, O, block)
+
+
+@nb.njit(**FAST)
+def dense_certified_score(Xe, certified, ye, spec, theta):
+    """The evaluation set's accuracy, certified (certify.certified_correct)."""
+    W1, b1, W2, b2 = article_views(spec, theta)
+    return certified_correct(certified, Xe, ye, W1, b1, W2, b2) / Xe.shape[0]
+
+
+@nb.njit(**STRICT)
+def sparse_certified_score(Xe, certified, ye, spec, theta):
+    return 0.0
+
+
+setup_certified = by_kind(dense_certified_setup, sparse_certified_setup)
+certified_score = by_kind(dense_certified_score, sparse_certified_score)
+
+
 @nb.njit(**FAST)
 def train_loop_compiled(spec, theta, data, settings, curves):
     """The steps of fastmlp.reference.train_loop, compiled: see there for the arguments (penalty,
@@ -166,16 +195,16 @@ def train_loop_compiled(spec, theta, data, settings, curves):
     sizes = spec[0]
     D, H, O = sizes[0], sizes[1], sizes[sizes.size - 1]
     grad = np.empty_like(theta)
-    outputs = (np.empty((Xe.shape[0], O), Xe.dtype), np.empty((Xv.shape[0], O), Xv.dtype))
+    outputs = (np.empty((Xe.shape[0], O), theta.dtype), np.empty((Xv.shape[0], O), theta.dtype))
     gathered = order.shape[0] > 0
-    batch = (np.empty((batch_size if gathered else 0, D), Xb.dtype),
+    batch = (batch_buffer(Xb, batch_size if gathered else 0),
              np.empty((batch_size if gathered else 0, O), Yb.dtype),
              np.empty(batch_size if gathered and wb.shape[0] > 0 else 0, wb.dtype))
     rows = max(min(batch_size, Xb.shape[0]), Xe.shape[0], Xv.shape[0])
     scratch = new_scratch(spec, theta, Xb, rows)
-    certify = spec[5] and Xe.itemsize == 8 and O >= 2 and Xe.shape[0] > 0
-    block = fused_plan(Xe.shape[0], D, H, O, 8)[0]
-    certified = certified_setup(Xe if certify else Xe[:0], H, O, block)
+    certify = spec[5] and theta.itemsize == 8 and O >= 2 and Xe.shape[0] > 0
+    block = fused_plan(Xe.shape[0], D, H, O, 8)[0] if certify else 0     # (its scratch is D x block)
+    certified = setup_certified(Xe, certify, H, O, block)
     buffers = (grad, outputs, batch, scratch, certified)
     return train_steps(spec, theta, data, settings, curves, buffers, certify)
 
@@ -202,18 +231,18 @@ def train_steps(spec, theta, data, settings, curves, buffers, certify):
         start = (step0 + t - epoch * steps_per_epoch) * batch_size
         stop = min(start + batch_size, Nb)
         if order.shape[0] > 0:
-            rows = order[epoch - first_epoch]
+            rows = order[epoch - first_epoch][start:stop]
+            X = gather_rows(Xb, rows, Xg)
             for i in range(stop - start):
-                Xg[i] = Xb[rows[start + i]]
-                Yg[i] = Yb[rows[start + i]]
+                Yg[i] = Yb[rows[i]]
             if wg.shape[0] > 0:
                 for i in range(stop - start):
-                    wg[i] = wb[rows[start + i]]
-            X, Y, w = Xg[:stop - start], Yg[:stop - start], wg[:stop - start]
+                    wg[i] = wb[rows[i]]
+            Y, w = Yg[:stop - start], wg[:stop - start]
         else:
-            X, Y, w = Xb[start:stop], Yb[start:stop], wb[start:stop]
+            X, Y, w = rows_of(Xb, start, stop), Yb[start:stop], wb[start:stop]
         evaluating = (step0 + t + 1) % eval_every == 0 or (eval_last and t == n_steps - 1)
-        if in_place and not evaluating and is_one_chunk(spec, stop - start, Xb.itemsize):
+        if in_place and not evaluating and is_one_chunk(spec, stop - start, theta.itemsize):
             loss = step_in_place(spec, theta, X, Y, w, lrs[t] * lr_scale, reg, penalty, scratch[1], True)
             losses[t] = loss
             if not np.isfinite(loss):
@@ -227,7 +256,7 @@ def train_steps(spec, theta, data, settings, curves, buffers, certify):
             if not (np.isfinite(loss) and np.isfinite(grad_norm)):
                 return t
             if 0 < clip_norm < grad_norm:
-                scale = Xb.dtype.type(clip_norm / grad_norm)
+                scale = theta.dtype.type(clip_norm / grad_norm)
                 for k in range(n):
                     grad[k] *= scale
             update(optimizer, theta, grad, lrs[t] * lr_scale, n)
@@ -235,8 +264,7 @@ def train_steps(spec, theta, data, settings, curves, buffers, certify):
         rows_seen += stop - start
         if evaluating:
             if certify:
-                W1, b1, W2, b2 = article_views(spec, theta)
-                scores[t] = certified_correct(certified, Xe, ye, W1, b1, W2, b2) / Xe.shape[0]
+                scores[t] = certified_score(Xe, certified, ye, spec, theta)
             elif Xe.shape[0] > 0:
                 scores[t] = evaluate(spec, theta, Xe, Ye[:0], Ye, ye, wb[:0], h_e, scratch)[1]
             if Xv.shape[0] > 0:

@@ -14,6 +14,7 @@ import numpy as np
 from . import fused, layers
 from .fastmath import FAST, STRICT
 from .layers import bias_view, weight_total, weight_view
+from .sparse import by_kind
 
 
 @nb.njit(**STRICT)
@@ -39,15 +40,43 @@ def article_views(spec, theta):
             bias_view(theta, sizes, 2))
 
 
+# The fused path takes dense X only (sparse X never has spec's fused flag): its sparse halves below are
+# never called, and exist so that the same passes compile for both kinds of X.
+
+@nb.njit(**STRICT)
+def dense_fused_scratch(X, spec, theta, rows):
+    if spec[5]:
+        W1, _, W2, _ = article_views(spec, theta)
+        return fused.new_scratch(X, W1, W2, rows)
+    return fused.chunk_scratch(X, 0, 0, 0)
+
+
+@nb.njit(**STRICT)
+def sparse_fused_scratch(X, spec, theta, rows):
+    return fused.chunk_scratch(np.empty((0, X.shape[1]), theta.dtype), 0, 0, 0)
+
+
+@nb.njit(**STRICT)
+def sparse_fused_forward(X, W1, b1, W2, b2, h2_out, scratch):
+    return None
+
+
+@nb.njit(**STRICT)
+def sparse_fused_gradients(X, Y, W1, b1, W2, b2, dW1, db1, dW2, db2, scratch):
+    return 0.0
+
+
+fused_scratch = by_kind(dense_fused_scratch, sparse_fused_scratch)
+fused_forward_into = by_kind(fused.forward_into, sparse_fused_forward)
+fused_gradients_into = by_kind(fused.gradients_into, sparse_fused_gradients)
+
+
 @nb.njit(**STRICT)
 def new_scratch(spec, theta, X, rows):
     """Scratch for batches of up to `rows` rows like X: (fused scratch, layered scratch), the path not
     taken empty."""
-    sizes = spec[0]
-    if spec[5]:
-        W1, _, W2, _ = article_views(spec, theta)
-        return fused.new_scratch(X, W1, W2, rows), layers.layers_scratch(sizes, spec[1], 0, X.dtype)
-    return fused.chunk_scratch(X, 0, 0, 0), layers.layers_scratch(sizes, spec[1], rows, X.dtype)
+    return (fused_scratch(X, spec, theta, rows),
+            layers.layers_scratch(spec[0], spec[1], 0 if spec[5] else rows, theta.dtype))
 
 
 @nb.njit(**FAST)
@@ -55,7 +84,7 @@ def forward_into(spec, theta, X, Y, w, out, scratch):
     """out (N, O) = the network's output for X; returns the data loss against Y (0 if Y has no rows)."""
     if spec[5]:
         W1, b1, W2, b2 = article_views(spec, theta)
-        fused.forward_into(X, W1, b1, W2, b2, out, scratch[0])
+        fused_forward_into(X, W1, b1, W2, b2, out, scratch[0])
         if Y.shape[0] != X.shape[0]:
             return 0.0
         sq = 0.0
@@ -72,7 +101,7 @@ def data_gradients_into(spec, theta, X, Y, w, grad, scratch):
     if spec[5]:
         W1, b1, W2, b2 = article_views(spec, theta)
         dW1, db1, dW2, db2 = article_views(spec, grad)
-        sq = fused.gradients_into(X, Y, W1, b1, W2, b2, dW1, db1, dW2, db2, scratch[0])
+        sq = fused_gradients_into(X, Y, W1, b1, W2, b2, dW1, db1, dW2, db2, scratch[0])
         return sq / (2 * X.shape[0])
     return layers.gradients_into(spec, theta, X, Y, w, grad, scratch[1])
 
@@ -108,9 +137,9 @@ def update(theta, grad, lr, n):
 def step_into(spec, theta, X, Y, w, lr, reg, penalty, scratch):
     """One gradient-descent step in place (biases too if the network has them); returns the loss before it.
     A layered batch of one chunk takes it during the backward pass, with no gradient buffer."""
-    if not spec[5] and layers.is_one_chunk(spec, X.shape[0], X.itemsize):
+    if not spec[5] and layers.is_one_chunk(spec, X.shape[0], theta.itemsize):
         return layers.step_in_place(spec, theta, X, Y, w, lr, reg, penalty, scratch[1], False)
     grad = np.empty_like(theta)
     loss = loss_and_gradients_into(spec, theta, X, Y, w, reg, penalty, grad, scratch)
-    update(theta, grad, X.dtype.type(lr), n_trained(spec, theta))
+    update(theta, grad, theta.dtype.type(lr), n_trained(spec, theta))
     return loss
