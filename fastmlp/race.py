@@ -16,7 +16,8 @@ import pandas as pd
 
 class RaceCase(NamedTuple):
     name: str
-    dataset: str           # a loader of sklearn.datasets, "friedman1" (make_friedman1, 5000 rows) or "counts"
+    dataset: str           # a loader of sklearn.datasets, "friedman1" (make_friedman1, 5000 rows), "counts"
+                           # or "documents" (sparse TF-IDF rows)
     params: dict           # the estimator's parameters, for both libraries
     weighted: bool = False     # fit both with the same sample weights (sample_weights_for)
 
@@ -26,6 +27,7 @@ CASES = [
     RaceCase("digits-adam-100-epochs", "digits", ADAM_100_EPOCHS),
     RaceCase("digits-weighted", "digits", ADAM_100_EPOCHS, weighted=True),
     RaceCase("counts-poisson", "counts", dict(ADAM_100_EPOCHS, loss="poisson", alpha=3.0)),  # alpha: noisy counts
+    RaceCase("documents-sparse", "documents", dict(hidden_layer_sizes=(128,), max_iter=20, n_iter_no_change=100)),
     RaceCase("digits-defaults", "digits", {}),
     RaceCase("breast_cancer-defaults", "breast_cancer", {}),
     RaceCase("wine-defaults", "wine", {}),
@@ -44,6 +46,28 @@ def counts(n=1800, features=64, seed=0):
     return X, rng.poisson(np.exp(0.5 + np.tanh(X @ a) + 0.3 * X @ b)).astype(np.float64)
 
 
+def documents(n=1800, vocabulary=5000, words=40, classes=4, seed=0):
+    """A TF-IDF-like bag of words, as sklearn's TfidfVectorizer makes it: n documents of `words` draws
+    from a Zipf-distributed vocabulary (word k drawn with probability ~ 1/k) and words / 4 from their
+    class's own topic (a twentieth of the vocabulary each); counts times idf = log((1 + n) / (1 + df))
+    + 1, each row scaled to unit length. Returns (X CSR (n, vocabulary) float64, labels (n,))."""
+    import scipy.sparse
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, n)
+    zipf = 1 / np.arange(1, vocabulary + 1)
+    topics = rng.permutation(vocabulary)[:classes * (vocabulary // 20)].reshape(classes, -1)
+    common = rng.choice(vocabulary, size=(n, words), p=zipf / zipf.sum())
+    topical = topics[y[:, None], rng.integers(0, topics.shape[1], (n, words // 4))]
+    columns = np.concatenate([common, topical], axis=1)
+    rows = np.repeat(np.arange(n), columns.shape[1])
+    counts = scipy.sparse.csr_matrix((np.ones(rows.size), (rows, columns.ravel())), shape=(n, vocabulary))
+    counts.sum_duplicates()
+    df = np.bincount(counts.indices, minlength=vocabulary)
+    X = counts.multiply(np.log((1 + n) / (1 + df)) + 1).tocsr()
+    norms = np.sqrt(np.asarray(X.multiply(X).sum(axis=1)).ravel())
+    return scipy.sparse.csr_matrix(X.multiply(1 / norms[:, None])), y
+
+
 def sample_weights_for(n, seed=0):
     """The weighted cases' sample weights: uniform in [0, 2), a tenth of them exactly 0."""
     rng = np.random.default_rng(seed)
@@ -51,7 +75,8 @@ def sample_weights_for(n, seed=0):
 
 
 def load(dataset):
-    """(X_train, X_test, y_train, y_test): a 75/25 split, X standardised on the training rows."""
+    """(X_train, X_test, y_train, y_test): a 75/25 split, X standardised on the training rows (but
+    the documents' TF-IDF rows)."""
     from sklearn import datasets
     from sklearn.model_selection import train_test_split
     from sklearn.preprocessing import StandardScaler
@@ -59,6 +84,8 @@ def load(dataset):
         X, y = datasets.make_friedman1(5000, random_state=0)
     elif dataset == "counts":
         X, y = counts()
+    elif dataset == "documents":                # sparse, and unit rows already: not standardised
+        return train_test_split(*documents(), random_state=0)
     else:
         X, y = getattr(datasets, f"load_{dataset}")(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)

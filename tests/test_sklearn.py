@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse
 
 sklearn = pytest.importorskip("sklearn")
 
@@ -30,7 +31,8 @@ def balanced_is_not_incremental(estimator):
     refused = "partial_fit refuses class_weight='balanced'"
     return {"check_fit_score_takes_y": refused, "check_n_features_in_after_fitting": refused,
             "check_estimators_partial_fit_n_features": refused,
-            "check_sample_weight_equivalence_on_dense_data": "balanced weights depend on the class counts"}
+            "check_sample_weight_equivalence_on_dense_data": "balanced weights depend on the class counts",
+            "check_sample_weight_equivalence_on_sparse_data": "balanced weights depend on the class counts"}
 
 
 @parametrize_with_checks([MLPClassifier(max_iter=50), MLPRegressor(max_iter=50),
@@ -337,3 +339,42 @@ def test_a_validation_set_is_checked_like_the_training_set(digits, kwargs, fit_k
     named = {"X": X[:50], "X3": X[:50, :3], "y": y[:50], "y10": y[:50] + 5, "short": y[:49]}
     with pytest.raises(ValueError, match=match):
         MLPClassifier(max_iter=2, **kwargs).fit(X, y, **{k: named[v] for k, v in fit_kwargs.items()})
+
+
+SPARSE = [
+    dict(solver="adam"),
+    dict(solver="sgd", learning_rate_init=0.1),
+    dict(solver="adam", early_stopping=True, n_iter_no_change=3),         # the split of sparse rows
+    dict(solver="lbfgs", max_iter=30),
+]
+
+
+@pytest.mark.parametrize("params", SPARSE, ids=lambda p: "-".join(f"{k}={v}" for k, v in p.items()))
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+def test_sparse_X_walks_scikit_learns_path(digits, params, fmt):
+    """scipy.sparse X (CSR, or CSC as scikit-learn takes it) with sample weights: the same path as
+    scikit-learn's on the same matrix; predictions on sparse and dense X agree."""
+    X, y = digits
+    Xs = scipy.sparse.csr_matrix(X).asformat(fmt)
+    tol = 1e-7 if params["solver"] == "lbfgs" else 1e-10
+    kw = dict(dict(hidden_layer_sizes=(24,), random_state=3, max_iter=12, batch_size=64), **params)
+    ours = MLPClassifier(**kw)
+    assert_same_fit(ours, SkClassifier(**kw), Xs, y, tol, sample_weight=weights_for(len(y)))
+    np.testing.assert_allclose(ours.predict_proba(Xs), ours.predict_proba(X), rtol=0, atol=1e-12)
+    Xr, yr = make_friedman1(300, random_state=0)
+    Xr[Xr < 0.5] = 0
+    kw = dict(hidden_layer_sizes=(16,), random_state=1, max_iter=10, solver=params["solver"],
+              learning_rate_init=0.01 if params["solver"] == "sgd" else 0.05)
+    assert_same_fit(MLPRegressor(**kw), SkRegressor(**kw), scipy.sparse.csr_matrix(Xr).asformat(fmt), yr, tol)
+
+
+def test_sparse_X_of_the_users_own_validation_set(digits):
+    """X_val may be sparse too (and dense beside sparse X): the same validation scores either way."""
+    X, y = digits
+    kw = dict(hidden_layer_sizes=(16,), random_state=0, max_iter=6, early_stopping=True, n_iter_no_change=50)
+    Xs = scipy.sparse.csr_matrix(X)
+    runs = [MLPClassifier(**kw).fit(A[:500], y[:500], X_val=B[500:], y_val=y[500:])
+            for A, B in ((X, X), (Xs, Xs), (Xs, X))]
+    for run in runs[1:]:
+        np.testing.assert_allclose(run.validation_scores_, runs[0].validation_scores_, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(run.coefs_[0], runs[0].coefs_[0], rtol=0, atol=1e-12)
