@@ -15,7 +15,6 @@ A floor missed marks the run xfail (the CSV is written all the same); with bench
 (make test) nothing runs here: tests/test_dask.py checks the same machinery on small data.
 """
 
-import os
 import pathlib
 import resource
 import time
@@ -38,7 +37,7 @@ from sklearn.neural_network import MLPClassifier as SkClassifier  # noqa: E402
 
 import fastmlp  # noqa: E402
 from fastmlp.files import write_csv  # noqa: E402
-from fastmlp.results import machine_id  # noqa: E402
+from machine import this_machine  # noqa: E402
 
 DASK_CSV = pathlib.Path(__file__).resolve().parents[1] / "results" / "dask.csv"
 ROWS, BLOCK_ROWS, FEATURES = 50_000_000, 500_000, 20        # 4 GB of float32, 40 MB a block
@@ -118,19 +117,6 @@ def incremental_row(estimator_class, library):
     return dict(case="larger than memory", library=library, where="2 workers x 1 thread, 1 GiB each",
                 rows=ROWS, fits=1, seconds=seconds, rows_per_s=ROWS / seconds,
                 peak_worker_mb=max(peaks.values()) / 2**20, accuracy=score)
-
-
-def this_machine():
-    """results.machine_id of this machine, from /proc/cpuinfo and threadpoolctl."""
-    info = {}
-    if os.path.exists("/proc/cpuinfo"):
-        for line in open("/proc/cpuinfo"):
-            key, _, value = line.partition(":")
-            info.setdefault(key.strip(), value.strip())
-    from threadpoolctl import threadpool_info
-    blas = next((f"{i['internal_api']}:{i.get('architecture')}" for i in threadpool_info()
-                 if i.get("user_api") == "blas"), "unknown")
-    return machine_id(info.get("model name", "cpu"), info.get("flags", "").split(), os.cpu_count(), blas)
 
 
 def test_dask(benchmark, request):

@@ -294,7 +294,7 @@ class _BaseMLP(BaseEstimator):
 
         try:
             history = training._fit(net, ((X, Y, weights), empty, validation), settings,
-                                    (n, next_order if self.shuffle else None), snapshot_every=len(settings.lrs),
+                                    (n, next_order if self.shuffle else None), snapshot_every=None,
                                     progress=False, on_divergence="raise")
         except training.DivergenceError as error:
             raise ValueError(f"Solver produced non-finite parameter weights: {error.what}. Remedies: a "

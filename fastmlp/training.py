@@ -149,7 +149,8 @@ def _fit(net, data, settings, epochs, snapshot_every, progress, on_divergence):
     ending at snapshots, every SEGMENT_STEPS steps, and where the orders drawn for it would pass
     ORDER_BUDGET. data: ((X, Y, w) training rows, evaluation set, validation set) as train_loop takes it;
     epochs: (rows, epoch_orders): the batches walk the first `rows` training rows epoch by epoch, in
-    order (epoch_orders None) or in the order that epoch_orders() draws for each epoch."""
+    order (epoch_orders None) or in the order that epoch_orders() draws for each epoch. snapshot_every
+    None: no snapshots (the estimators keep none: two copies of a large network's parameters)."""
     (X, Y, w), evaluation, validation = data
     rows, epoch_orders = epochs
     lrs, batch_size = settings.lrs, settings.batch_size
@@ -161,7 +162,8 @@ def _fit(net, data, settings, epochs, snapshot_every, progress, on_divergence):
     curves = {name: np.full(steps, np.nan) for name in CURVES}
     score_name = "accuracy" if net._arch.is_classifier() else "r2"
     has_val = n_rows(validation[0]) > 0
-    snapshots = [(0, [p.copy() for p in net.parameters])]
+    snapshots = [] if snapshot_every is None else [(0, [p.copy() for p in net.parameters])]
+    snapshot_every = snapshot_every or steps
     bar = _progress_bar(steps, progress)
     orders = {}                                             # epoch -> its row order
     done = 0
@@ -196,7 +198,7 @@ def _fit(net, data, settings, epochs, snapshot_every, progress, on_divergence):
             return _diverged(curves, lrs, bad_step, snapshots, score_name, has_val, settings.eval_every,
                              on_divergence)
         done += n
-        if done % snapshot_every == 0 or done == steps or stopped:
+        if snapshots and (done % snapshot_every == 0 or done == steps or stopped):
             snapshots.append((done, [p.copy() for p in net.parameters]))
         if bar is not None:
             bar.update(n)
