@@ -28,7 +28,7 @@ from fastmlp.files import write_csv  # noqa: E402
 from machine import this_machine  # noqa: E402
 
 SPARSE_CSV = pathlib.Path(__file__).resolve().parents[1] / "results" / "sparse.csv"
-DOCUMENTS = dict(n=20_000, vocabulary=50_000, words=45, classes=4, seed=0)
+DOCUMENTS = dict(n=20_000, vocabulary=50_000, words=50, classes=4, seed=0)
 EPOCHS = 2
 FLOORS = {"speedup": 3.0, "fit_of_dense": 0.1}
 

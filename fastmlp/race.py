@@ -48,16 +48,16 @@ def counts(n=1800, features=64, seed=0):
 
 def documents(n=1800, vocabulary=5000, words=40, classes=4, seed=0):
     """A TF-IDF-like bag of words, as sklearn's TfidfVectorizer makes it: n documents of `words` draws
-    from a Zipf-distributed vocabulary (word k drawn with probability ~ 1/k) and words / 4 from their
-    class's own topic (a twentieth of the vocabulary each); counts times idf = log((1 + n) / (1 + df))
+    from a Zipf-distributed vocabulary (word k drawn with probability ~ 1/k) and words / 8 from their
+    class's own topic (a tenth of the vocabulary each); counts times idf = log((1 + n) / (1 + df))
     + 1, each row scaled to unit length. Returns (X CSR (n, vocabulary) float64, labels (n,))."""
     import scipy.sparse
     rng = np.random.default_rng(seed)
     y = rng.integers(0, classes, n)
     zipf = 1 / np.arange(1, vocabulary + 1)
-    topics = rng.permutation(vocabulary)[:classes * (vocabulary // 20)].reshape(classes, -1)
+    topics = rng.permutation(vocabulary)[:classes * (vocabulary // 10)].reshape(classes, -1)
     common = rng.choice(vocabulary, size=(n, words), p=zipf / zipf.sum())
-    topical = topics[y[:, None], rng.integers(0, topics.shape[1], (n, words // 4))]
+    topical = topics[y[:, None], rng.integers(0, topics.shape[1], (n, words // 8))]
     columns = np.concatenate([common, topical], axis=1)
     rows = np.repeat(np.arange(n), columns.shape[1])
     counts = scipy.sparse.csr_matrix((np.ones(rows.size), (rows, columns.ravel())), shape=(n, vocabulary))
