@@ -61,6 +61,7 @@ class LoopSettings(NamedTuple):
     optimizer: object = None
     stopping: Stopping = None
     order: np.ndarray = None
+    dropout: object = None   # a fastmlp.dropout.Dropout (its step: the fit's step, counted per step), None: none
 
     def completed(self, theta, n_trained):
         """These settings with every default made concrete for theta: an optimizer with its state

@@ -225,7 +225,8 @@ class MLP:
     def fit(self, X, y, *, lr, steps=None, epochs=None, batch_size=None, shuffle=False, optimizer="sgd",
             reg=0.0, penalty="l2", schedule="constant", decay=1e-3, clip_norm=None, eval_every=None,
             eval_set=None, early_stopping=False, monitor="val_loss", patience=10, tol=1e-4,
-            snapshot_every=None, seed=None, progress=True, on_divergence="raise", sample_weight=None):
+            snapshot_every=None, seed=None, progress=True, on_divergence="raise", sample_weight=None,
+            dropout=0.0):
         """Train in place; returns a History (`history.frame`).
 
         y: integer labels for classification outputs (one sigmoid output: 0/1), float targets (N,)
@@ -251,14 +252,16 @@ class MLP:
         a warning and return the history so far. sample_weight (N,): each row's weight in its batches'
         losses (w_i / sum of the batch's w, as scikit-learn weights its MLP's loss; the penalty's N is
         that sum); eval_set may be a triple (X_val, y_val, sample_weight_val) for a weighted validation
-        loss and score.
+        loss and score. dropout: one rate in [0, 1) for every hidden layer, or one per hidden layer:
+        inverted dropout while training (fastmlp.dropout: masks keyed by the seed, the step, the row's
+        place in its batch and the unit; with seed None a seed is drawn), never when predicting.
         """
         return training.fit(
             self, X, y, lr=lr, steps=steps, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
             optimizer=optimizer, reg=reg, penalty=penalty, schedule=schedule, decay=decay,
             clip_norm=clip_norm, eval_every=eval_every, eval_set=eval_set, early_stopping=early_stopping,
             monitor=monitor, patience=patience, tol=tol, snapshot_every=snapshot_every, seed=seed,
-            progress=progress, on_divergence=on_divergence, sample_weight=sample_weight)
+            progress=progress, on_divergence=on_divergence, sample_weight=sample_weight, dropout=dropout)
 
     def astype(self, dtype):
         """A copy of this network that computes in `dtype` ("float32" or "float64"), its parameters cast."""

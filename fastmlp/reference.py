@@ -17,11 +17,15 @@ the penalty's derivative reg * W / N belongs. See README "How fastmlp differs fr
 
 Parameters come as one flat vector theta (see fastmlp.architecture); gradients are returned the same
 way. Every function computes in the dtype of its inputs: float32 in, float32 out. `weights` (N,), where
-a function takes them, are the rows' sample weights: None or an empty array for none.
+a function takes them, are the rows' sample weights: None or an empty array for none. `dropout`, where
+a function takes it, is a fastmlp.dropout.Dropout for a training step (None: no unit dropped): hidden
+layer l's output is f(z_l) times its mask (trace "mask{l}"), and its dh_dz the derivative times it.
+X may be a scipy.sparse matrix: h0 @ W1 and h0.T @ dLoss_dz1 are then scipy's sparse products.
 """
 
 import numpy as np
 
+from . import dropout as dropping
 from .bricks import ACTIVATIONS, LOSSES, OUTPUTS, PENALTIES
 from .loop import BAD_COUNT, BEST, BEST_STEP, LR_SCALE, STOPPED_AT
 
@@ -35,13 +39,17 @@ def layer_function(arch, l):
     return ACTIVATIONS[arch.activations[l - 1]][0]
 
 
-def forward_trace(arch, theta, X):
-    """The forward step, keeping every layer: {"h0": X, "z1": .., "h1": .., ..., "zL": .., "hL": ..}."""
+def forward_trace(arch, theta, X, dropout=None):
+    """The forward step, keeping every layer: {"h0": X, "z1": .., "h1": .., ..., "zL": .., "hL": ..}
+    (and "mask{l}" of the hidden layers that dropout drops units of)."""
     weights, biases = arch.split(theta)
     trace = {"h0": X}
     for l, (W, b) in enumerate(zip(weights, biases), start=1):
         trace[f"z{l}"] = trace[f"h{l - 1}"] @ W + b
         trace[f"h{l}"] = layer_function(arch, l)(trace[f"z{l}"])
+        if dropout is not None and l < arch.n_layers and dropout.rates[l - 1] > 0:
+            trace[f"mask{l}"] = dropping.mask(dropout, l, X.shape[0], arch.sizes[l], theta.dtype.type)
+            trace[f"h{l}"] = trace[f"h{l}"] * trace[f"mask{l}"]
     return trace
 
 
@@ -99,9 +107,13 @@ def backward(arch, theta, trace, Y, reg=0.0, penalty="l2", weights=None):
             g[f"dLoss_dW{l}"] = g[f"dLoss_dW{l}"] + reg / N * penalty_gradient(W)
         g[f"dLoss_db{l}"] = dLoss_dz.sum(axis=0)
         if l > 1:
-            h = trace[f"h{l - 1}"]
+            z, h = trace[f"z{l - 1}"], trace[f"h{l - 1}"]
+            activation, derivative = ACTIVATIONS[arch.activations[l - 2]]
             g[f"dLoss_dh{l - 1}"] = dLoss_dz @ W.T
-            g[f"dh{l - 1}_dz{l - 1}"] = ACTIVATIONS[arch.activations[l - 2]][1](trace[f"z{l - 1}"], h)
+            if f"mask{l - 1}" in trace:             # h = f(z) mask: the derivative of f(z), times the mask
+                g[f"dh{l - 1}_dz{l - 1}"] = derivative(z, activation(z)) * trace[f"mask{l - 1}"]
+            else:
+                g[f"dh{l - 1}_dz{l - 1}"] = derivative(z, h)
             g[f"dLoss_dz{l - 1}"] = g[f"dLoss_dh{l - 1}"] * g[f"dh{l - 1}_dz{l - 1}"]
     return g
 
@@ -118,9 +130,10 @@ def gradient_vector(arch, g):
     return np.concatenate(parts)
 
 
-def loss_and_gradients(arch, theta, X, Y, reg=0.0, penalty="l2", weights=None):
-    """(loss, gradient): the loss at theta, and its gradient as a flat vector like theta."""
-    trace = forward_trace(arch, theta, X)
+def loss_and_gradients(arch, theta, X, Y, reg=0.0, penalty="l2", weights=None, dropout=None):
+    """(loss, gradient): the loss at theta, and its gradient as a flat vector like theta (with the
+    units that `dropout` drops dropped)."""
+    trace = forward_trace(arch, theta, X, dropout)
     loss_value = loss_from_trace(arch, theta, trace, Y, reg, penalty, weights)
     return loss_value, gradient_vector(arch, backward(arch, theta, trace, Y, reg, penalty, weights))
 
@@ -208,7 +221,8 @@ def train_loop(arch, theta, data, settings, curves):
     and score. settings: fastmlp.loop.LoopSettings. Step t
     (counted from the fit's start, step0 + t) trains on the next batch of its epoch, at rate lrs[t]
     (times the stopping rule's rate scale), through the optimizer; the gradient's global norm is clipped
-    to clip_norm when clip_norm > 0. curves: (losses, grad_norms, scores, val_losses, val_scores),
+    to clip_norm when clip_norm > 0, and drops the units that settings.dropout (a Dropout, or None)
+    drops at that step. curves: (losses, grad_norms, scores, val_losses, val_scores),
     float64 (steps,): the pre-update loss of step t (a non-finite loss or gradient norm stops the loop
     before the update) and, on evaluation steps, those where (step0 + t + 1) % eval_every == 0 (and the
     last if eval_last), its gradient norm and, after the update, the score on the evaluation set and the
@@ -222,7 +236,8 @@ def train_loop(arch, theta, data, settings, curves):
 
 def _train_steps(arch, theta, data, settings, curves):
     (Xb, Yb, wb), (Xe, Ye, ye), (Xv, Yv, yv, wv) = data
-    batch_size, lrs, reg, penalty, clip_norm, eval_every, step0, eval_last, optimizer, stopping, order = settings
+    batch_size, lrs, reg, penalty, clip_norm, eval_every, step0, eval_last, optimizer, stopping, order, dropout = \
+        settings
     losses, grad_norms, scores, val_losses, val_scores = curves
     n = arch.n_trained
     steps_per_epoch = -(-Xb.shape[0] // batch_size)
@@ -233,8 +248,9 @@ def _train_steps(arch, theta, data, settings, curves):
         batch = np.arange(k * batch_size, min((k + 1) * batch_size, Xb.shape[0]))
         if len(order):
             batch = order[epoch - first_epoch, batch]
+        dropped = None if dropout is None else dropout._replace(step=step0 + t)
         loss_value, gradient = loss_and_gradients(arch, theta, Xb[batch], Yb[batch], reg, penalty,
-                                                  wb[batch] if len(wb) else None)
+                                                  wb[batch] if len(wb) else None, dropped)
         grad_norm = norm(gradient[:n])
         evaluating = (step0 + t + 1) % eval_every == 0 or (eval_last and t == len(lrs) - 1)
         losses[t] = loss_value

@@ -6,9 +6,10 @@ the same random_state, a fit walks the same path, to rounding), plus fastmlp's o
 whole epochs in one compiled call; "numpy": the reference) and `dtype` (None: float32 for float32 X,
 else float64, as scikit-learn), and what scikit-learn's users ask for: MLPClassifier's `class_weight`
 (None, "balanced" or a dict, as scikit-learn's classifiers take it, multiplied into sample_weight), a
-validation set of one's own for early stopping (fit's X_val, y_val, sample_weight_val), and more
-activations. Sparse X (scipy.sparse, CSR or CSC, as scikit-learn's) is accepted: the first layer
-computes on its nonzeros (fastmlp.kernels.sparse). Differences, by design: sample weights must be non-negative
+validation set of one's own for early stopping (fit's X_val, y_val, sample_weight_val), more
+activations, and `dropout` (one rate, or one per hidden layer; sgd and adam; fastmlp.dropout). Sparse
+X (scipy.sparse, CSR or CSC, as scikit-learn's) is accepted: the first layer computes on its nonzeros
+(fastmlp.kernels.sparse). Differences, by design: sample weights must be non-negative
 (scikit-learn's MLP takes negative ones); MLPRegressor(loss="poisson") refuses negative targets
 (scikit-learn's returns a NaN loss); a multi-output regressor's loss_curve_ (sgd, adam) holds
 sum((Y - out)**2) / (2N), the loss its gradient is the gradient of (scikit-learn divides the value, not
@@ -41,9 +42,11 @@ from sklearn.utils.validation import (
 )
 
 from . import training
+from .dropout import Dropout
 from .loop import BEST, LoopSettings, Stopping
 from .network import MLP, glorot_init
 from .optimizers import Adam, Momentum
+from .validation import check_dropout
 
 # scikit-learn's names of the activations, then the bricks it lacks under fastmlp's names
 ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
@@ -95,6 +98,10 @@ class _BaseMLP(BaseEstimator):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.dtype not in (None, "float32", "float64", np.float32, np.float64):
             raise ValueError(f"dtype must be None, 'float32' or 'float64', got {self.dtype!r}")
+        rates = check_dropout(self.dropout, len(sizes))
+        if any(rates) and self.solver == "lbfgs":
+            raise ValueError(f"dropout={self.dropout!r} needs solver 'sgd' or 'adam' (lbfgs's line search needs "
+                             f"one loss function, not one per step's masks)")
         self._check_own_params()
         return [int(s) for s in sizes]
 
@@ -282,7 +289,7 @@ class _BaseMLP(BaseEstimator):
         if getattr(self, "_stopping", None) is None or not incremental:
             self._stopping = self._new_stopping(net._theta)
         settings = LoopSettings(batch_size, self._rates(epochs, steps_per_epoch, n), self.alpha, "l2", 0.0,
-                                steps_per_epoch, 0, True, self._optimizer, self._stopping)
+                                steps_per_epoch, 0, True, self._optimizer, self._stopping, dropout=self._dropout(rng))
         sample_idx = np.arange(n)
 
         def next_order():                   # scikit-learn's shuffle: the order of the last epoch, shuffled
@@ -300,6 +307,12 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"Solver produced non-finite parameter weights: {error.what}. Remedies: a "
                              f"smaller learning_rate_init, a larger alpha, or scaled inputs") from None
         self._record(history, n, batch_size, steps_per_epoch, incremental)
+
+    def _dropout(self, rng):
+        """This fit's Dropout (None where no layer drops), its seed drawn from the estimator's random state:
+        each fit and partial_fit call draws other masks, the same ones for the same random_state."""
+        rates = check_dropout(self.dropout, len(self.coefs_) - 1)
+        return Dropout(rates, int(rng.randint(0, 2**32, dtype=np.int64))) if any(rates) else None
 
     def _rates(self, epochs, steps_per_epoch, n):
         """The rate of every step: sgd's invscaling sets each epoch's rate from the samples seen before
@@ -425,7 +438,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9,
                  beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, backend="numba", dtype=None,
-                 class_weight=None):
+                 class_weight=None, dropout=0.0):
         _store(self, locals())
 
     def _check_own_params(self):
@@ -518,7 +531,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  learning_rate="constant", learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9,
-                 beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, backend="numba", dtype=None):
+                 beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, backend="numba", dtype=None,
+                 dropout=0.0):
         _store(self, locals())
 
     def _check_own_params(self):

@@ -15,7 +15,10 @@ import numpy as np
 from .loop import BEST_STEP, STOPPED_AT, LoopSettings, Stopping
 from .optimizers import get_optimizer
 from .bricks import PENALTIES
-from .validation import check_int, check_option, check_sample_weight, check_scalar, check_seed, n_rows
+from .dropout import Dropout
+from .validation import (
+    check_dropout, check_int, check_option, check_sample_weight, check_scalar, check_seed, n_rows,
+)
 
 SEGMENT_STEPS = 20_000
 
@@ -80,7 +83,7 @@ class History:
 def fit(net, X, y, *, lr, steps=None, epochs=None, batch_size=None, shuffle=False, optimizer="sgd",
         reg=0.0, penalty="l2", schedule="constant", decay=1e-3, clip_norm=None, eval_every=None,
         eval_set=None, early_stopping=False, monitor="val_loss", patience=10, tol=1e-4,
-        snapshot_every=None, seed=None, progress=True, on_divergence="raise", sample_weight=None):
+        snapshot_every=None, seed=None, progress=True, on_divergence="raise", sample_weight=None, dropout=0.0):
     """Train `net` in place; see MLP.fit for the arguments. Returns a History."""
     X = net._check_X(X)
     N = n_rows(X)
@@ -116,10 +119,12 @@ def fit(net, X, y, *, lr, steps=None, epochs=None, batch_size=None, shuffle=Fals
         if monitor != "loss" and eval_set is None:
             raise ValueError(f"early_stopping with monitor={monitor!r} needs an eval_set")
         stopping = Stopping.start(net._theta, monitor, tol, patience, restore_best=True)
-    rng = np.random.default_rng(check_seed("seed", seed))
+    seed = check_seed("seed", seed)
+    rng = np.random.default_rng(seed)
+    rates = check_dropout(dropout, len(net.sizes) - 2)
     lrs = SCHEDULES[schedule](lr, decay, np.arange(steps, dtype=np.float64))
     settings = LoopSettings(batch_size, lrs, reg, penalty, clip_norm, eval_every, 0, False,
-                            get_optimizer(optimizer), stopping)
+                            get_optimizer(optimizer), stopping, dropout=dropout_of(rates, seed))
     batch_rows = N if shuffle or epochs is not None else batch_size   # else: the first batch, always
     epoch_orders = (lambda: rng.permutation(N)) if shuffle else None
     return _fit(net, ((X, Y, weights), (X, Y, labels), validation), settings, (batch_rows, epoch_orders),
@@ -242,6 +247,13 @@ def _diverged(curves, lrs, bad_step, snapshots, score_name, has_val, eval_every,
         raise error
     warnings.warn(str(error), RuntimeWarning, stacklevel=4)
     return history
+
+
+def dropout_of(rates, seed):
+    """The run's Dropout, or None where no layer drops: keyed by `seed`, or by a seed drawn for the run."""
+    if not any(rates):
+        return None
+    return Dropout(rates, int(np.random.default_rng().integers(2**32)) if seed is None else seed)
 
 
 def no_weights(net):

@@ -100,6 +100,23 @@ def check_scalar(name, value, *, low=0.0, low_inclusive=True, high=math.inf, hig
     return value
 
 
+def check_dropout(dropout, n_hidden, name="dropout"):
+    """Return dropout rates as a tuple of n_hidden floats in [0, 1): one rate for every hidden layer, or
+    a sequence of one per hidden layer."""
+    if isinstance(dropout, (numbers.Real, np.ndarray)) and np.ndim(dropout) == 0:
+        rates = (check_scalar(name, dropout, high=1.0, high_inclusive=False),) * n_hidden
+        if rates == () and dropout != 0:
+            raise ValueError(f"{name} drops hidden units, and this network has no hidden layer: got {dropout!r}")
+        return rates
+    try:
+        rates = tuple(dropout)
+    except TypeError:
+        raise TypeError(f"{name} must be a rate or a sequence of rates, got {dropout!r}") from None
+    if len(rates) != n_hidden:
+        raise ValueError(f"{name} must have one rate per hidden layer ({n_hidden}), got {len(rates)}: {list(rates)!r}")
+    return tuple(check_scalar(f"{name}[{k}]", r, high=1.0, high_inclusive=False) for k, r in enumerate(rates))
+
+
 def check_int(name, value, *, low=1):
     """Return `value` as an int >= `low`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

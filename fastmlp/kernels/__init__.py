@@ -114,11 +114,15 @@ def is_fused(arch):
             and arch.sizes[0] <= FUSED_MAX_INPUTS and arch.sizes[-1] <= FUSED_MAX_OUTPUTS)
 
 
+NO_DROPOUT = np.zeros(0)
+
+
 @functools.lru_cache(maxsize=256)
-def spec_of(arch, weighted=False, sparse=False):
-    """The kernels' view of an Architecture: (sizes, codes, output, loss, bias, fused, max_groups), see
-    layers. fused: the fused path's arrangement (is_fused), for dense rows without sample weights
-    (weighted: some have; sparse: X is sparse). max_groups: plan.LAYER_MAX_GROUPS where BLAS's threads
+def spec_of(arch, weighted=False, sparse=False, dropping=False):
+    """The kernels' view of an Architecture: (sizes, codes, output, loss, bias, fused, max_groups,
+    dropout), see layers; dropout empty (training loops and dropout_spec put theirs in). fused: the
+    fused path's arrangement (is_fused), for dense rows without sample weights (weighted: some have;
+    sparse: X is sparse) whose training drops nothing (dropping: it does). max_groups: plan.LAYER_MAX_GROUPS where BLAS's threads
     can be held to one during a call (blas.one_blas_thread), else 1 (BLAS then threads each product
     itself); 1 for sparse X, whose batches run in one group: the groups' gradient buffers would each
     be as large as theta, whose first layer (every column of X) dominates it, while a group's work is
@@ -129,7 +133,15 @@ def spec_of(arch, weighted=False, sparse=False):
     codes = np.array([FUNCTION_CODES[a] for a in arch.activations], np.int64)
     max_groups = LAYER_MAX_GROUPS if openblas_thread_functions() is not None and not sparse else 1
     return (sizes, codes, FUNCTION_CODES[arch.output], LOSS_CODES[arch.loss], arch.bias,
-            is_fused(arch) and not weighted and not sparse, max_groups)
+            is_fused(arch) and not (weighted or sparse or dropping), max_groups, NO_DROPOUT)
+
+
+def dropout_state(dropout):
+    """A fastmlp.dropout.Dropout as the kernels take it: float64 [seed, step, p_1, ..., p_{L-1}]
+    (empty for None)."""
+    if dropout is None:
+        return NO_DROPOUT
+    return np.array([dropout.seed, dropout.step, *dropout.rates], np.float64)
 
 
 AS_IT_IS = contextlib.nullcontext()
@@ -194,10 +206,12 @@ def loss(arch, theta, X, Y, reg=0.0, penalty="l2", weights=None):
     return float(value)
 
 
-def loss_and_gradients(arch, theta, X, Y, reg=0.0, penalty="l2", weights=None):
-    """(loss, gradient): the loss at theta and its gradient, a flat vector like theta."""
+def loss_and_gradients(arch, theta, X, Y, reg=0.0, penalty="l2", weights=None, dropout=None):
+    """(loss, gradient): the loss at theta and its gradient, a flat vector like theta (the units that
+    `dropout`, a fastmlp.dropout.Dropout, drops dropped)."""
     sparse = is_sparse(X)
-    spec = spec_of(arch, weights is not None, sparse)
+    spec = spec_of(arch, weights is not None, sparse, dropout is not None)
+    spec = spec[:7] + (dropout_state(dropout),)
     with blas_threads_for(spec):
         finite, value, gradient = loss_and_gradients_compiled(spec, theta, as_kernel_rows(X, sparse), Y, as_kernel_weights(weights, theta),
                                                               reg, PENALTY_CODES[penalty])
@@ -223,14 +237,15 @@ def train_loop(arch, theta, data, settings, curves):
     """fastmlp.reference.train_loop in one compiled call (Python sees none of the steps)."""
     (Xb, Yb, wb), (Xe, Ye, ye), (Xv, Yv, yv, wv) = data
     sparse = is_sparse(Xb)
-    spec = spec_of(arch, len(wb) > 0 or len(wv) > 0, sparse)
+    spec = spec_of(arch, len(wb) > 0 or len(wv) > 0, sparse, settings.dropout is not None)
     data = ((as_kernel_rows(Xb, sparse), Yb, wb), (as_kernel_rows(Xe, sparse), Ye, ye),
             (as_kernel_rows(Xv, sparse), Yv, yv, wv))
     settings = settings.completed(theta, arch.n_trained)
     _check_order(settings, Xb.shape[0])
     stopping = settings.stopping._replace(monitor=MONITORS[settings.stopping.monitor])
     settings = tuple(settings._replace(penalty=PENALTY_CODES[settings.penalty], stopping=tuple(stopping),
-                                       optimizer=settings.optimizer.kernel_state()))
+                                       optimizer=settings.optimizer.kernel_state(),
+                                       dropout=dropout_state(settings.dropout)))
     with blas_threads_for(spec):
         return train_loop_compiled(spec, theta, data, settings, curves)
 

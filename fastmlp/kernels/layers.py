@@ -14,9 +14,11 @@ A batch that is one chunk can also take its gradient-descent step during the bac
 gradient buffer: W_l += -lr h_{l-1}.T @ dLoss_dz_l is the same gemm with alpha = -lr into W_l itself,
 once dLoss_dz_{l-1} has read W_l (step_in_place).
 
-The network arrives as `spec` = (sizes, codes, output, loss, bias, fused, max_groups) with int64 arrays
-sizes (L + 1,) and codes (L - 1,) (the hidden activations, fastmath's codes), the output's and the
-loss's codes, two flags, and the most parallel groups a batch may be split into (plan.layers_groups);
+The network arrives as `spec` = (sizes, codes, output, loss, bias, fused, max_groups, dropout) with
+int64 arrays sizes (L + 1,) and codes (L - 1,) (the hidden activations, fastmath's codes), the output's
+and the loss's codes, two flags, the most parallel groups a batch may be split into
+(plan.layers_groups), and what a training step drops (float64 [seed, step, p_1 .. p_{L-1}], empty for
+nothing: fastmlp.dropout; a hidden layer that drops keeps f'(z) times its mask in dh_dz);
 the parameters as the flat theta of fastmlp.architecture. The chunk's scratch (layers_scratch) holds
 every layer's activations for `block` rows and two delta buffers, so memory is bounded by the chunk,
 whatever the batch.
@@ -35,6 +37,7 @@ from .fastmath import (
 from .memory import aligned_empty
 from .plan import FORWARD_MIN_ROWS, column_groups, layers_groups, layers_plan
 from .sparse import add_transposed_product, by_kind, first_product, rows_of, sparse_product
+from ..dropout import row_key, threshold, unit_bits
 
 MSE, CROSS_ENTROPY, POISSON = 0, 1, 2
 LOSS_CODES = {"mse": MSE, "cross_entropy": CROSS_ENTROPY, "poisson": POISSON}
@@ -63,16 +66,16 @@ def bias_view(theta, sizes, l):
 
 
 @nb.njit(**STRICT)
-def layers_scratch(sizes, codes, rows, dtype):
+def layers_scratch(sizes, codes, dropout, rows, dtype):
     """A chunk's scratch for batches of up to `rows` rows: (acts, delta_a, delta_b, scalars, dh_dz):
     every layer's activations (block x sum of widths), two delta buffers (block x the widest layer),
-    gemm's [alpha, beta], and where a hidden activation's derivative is kept (fastmath.keeps_derivative)
-    each layer's f'(z) laid out as acts (else empty). rows 0: empty."""
+    gemm's [alpha, beta], and where a hidden activation's derivative is kept (fastmath.keeps_derivative,
+    or units are dropped) each layer's f'(z) laid out as acts (else empty). rows 0: empty."""
     width_total = scratch_width_total(sizes)
     width_max = 0
     for l in range(1, sizes.size):
         width_max = max(width_max, sizes[l])
-    kept = False
+    kept = dropout.size > 0
     for code in codes:
         kept = kept or keeps_derivative(code)
     block = layers_plan(rows, width_total)[0] if rows > 0 else 0
@@ -110,9 +113,45 @@ def chunk_forward(spec, theta, X, r0, n, scratch):
             activate_rows_keeping_derivative(Z, b, code, rows_view(dh_dz, at, n, sizes[l]))
         else:
             activate_rows(Z, b, code)
+        if l < L and drops(spec, l):
+            drop_units(Z, rows_view(dh_dz, at, n, sizes[l]), code, spec[7], l, r0)
         prev = Z
         at += n * sizes[l]
     return prev
+
+
+@nb.njit(inline="always", **STRICT)
+def drops(spec, l):
+    """Whether a training step drops units of hidden layer l (spec's dropout: [seed, step, p_1, ...])."""
+    return spec[7].size > 0 and spec[7][1 + l] > 0
+
+
+@nb.njit(**FAST)
+def drop_units(H, dH, code, dropout, l, r0):
+    """Inverted dropout of hidden layer l for rows r0 .. r0 + n of the batch (fastmlp.dropout): H = f(z)
+    (n, width) and dH (its kept f'(z) where keeps_derivative, else written here from H) times the
+    mask, 1 / (1 - p) where the unit's bits reach threshold(p), else 0."""
+    if not keeps_derivative(code):
+        dH[:] = 1
+        scale_by_derivative(dH, H, dH, code)
+    n, width = H.shape
+    seed, step, p = np.uint64(dropout[0]), np.uint64(dropout[1]), dropout[1 + l]
+    least, scale, zero = threshold(p), H.dtype.type(1.0 / (1.0 - p)), H.dtype.type(0)
+    for i in range(n):
+        key = row_key(seed, step, np.uint64(l), np.uint64(r0 + i))
+        for j in range(width):
+            m = scale if unit_bits(key, np.uint64(j)) >= least else zero
+            H[i, j] *= m
+            dH[i, j] *= m
+
+
+@nb.njit(inline="always", **FAST)
+def multiply_in_place(D, M):
+    """D *= M elementwise, both (n, width)."""
+    n, width = D.shape
+    for i in range(n):
+        for j in range(width):
+            D[i, j] *= M[i, j]
 
 
 @nb.njit(inline="always", **STRICT)
@@ -230,7 +269,10 @@ def chunk_backward(spec, theta, X, r0, n, dZ_L, scratch, grad, descent):
             dPrev = rows_view(spare, 0, n, sizes[l - 1])
             gemm(False, True, dZ, weight_view(theta, sizes, l), dPrev, 1.0, 0.0, scalars)
             kept = rows_view(dh_dz, at, n, sizes[l - 1]) if dh_dz.size > 0 else prev   # (read if kept)
-            scale_by_derivative(dPrev, prev, kept, codes[l - 2])
+            if drops(spec, l - 1):
+                multiply_in_place(dPrev, kept)          # f'(z) times the mask, kept by chunk_forward
+            else:
+                scale_by_derivative(dPrev, prev, kept, codes[l - 2])
         if lr > 0 and coef != 0:    # a zero reg adds nothing (not 0 * inf where a weight has overflowed)
             flat = W.reshape(W.size)
             penalty_total += add_penalty(flat, flat, -lr * coef, penalty)
@@ -309,14 +351,14 @@ def rows_forward(spec, theta, X, Y, w, start, stop, inv_N, out, scratch):
 
 
 @nb.njit(parallel=True, **FAST)
-def forward_groups(sizes, codes, output, loss, bias, X, Y, w, theta, inv_N, out, totals):
+def forward_groups(sizes, codes, output, loss, bias, dropout, X, Y, w, theta, inv_N, out, totals):
     """Group g's rows (a contiguous share of the batch) into out, on its own scratch."""
     n_groups, N = totals.size, X.shape[0]
-    spec = (sizes, codes, output, loss, bias, False, n_groups)
+    spec = (sizes, codes, output, loss, bias, False, n_groups, dropout)
     for g in nb.prange(n_groups):
         start, stop = g * N // n_groups, (g + 1) * N // n_groups
         totals[g] = rows_forward(spec, theta, X, Y, w, start, stop, inv_N, out,
-                                 layers_scratch(sizes, codes, stop - start, theta.dtype))
+                                 layers_scratch(sizes, codes, dropout, stop - start, theta.dtype))
 
 
 @nb.njit(**FAST)
@@ -324,8 +366,8 @@ def dense_forward_in_groups(spec, theta, X, Y, w, inv_N, n_groups, out):
     """forward_groups behind a plain call (see gradients_in_groups); returns the data loss times N,
     the groups' shares summed in group order."""
     totals = np.zeros(n_groups)
-    sizes, codes, output, loss, bias, _, _ = spec
-    forward_groups(sizes, codes, output, loss, bias, X, Y, w, theta, inv_N, out, totals)
+    sizes, codes, output, loss, bias, _, _, dropout = spec
+    forward_groups(sizes, codes, output, loss, bias, dropout, X, Y, w, theta, inv_N, out, totals)
     total = 0.0
     for g in range(n_groups):
         total += totals[g]
@@ -338,13 +380,13 @@ def dense_forward_in_groups(spec, theta, X, Y, w, inv_N, n_groups, out):
 @nb.njit(**FAST)
 def sparse_forward_in_groups(spec, theta, X, Y, w, inv_N, n_groups, out):
     return rows_forward(spec, theta, X, Y, w, 0, X.shape[0], inv_N, out,
-                        layers_scratch(spec[0], spec[1], X.shape[0], theta.dtype))
+                        layers_scratch(spec[0], spec[1], spec[7], X.shape[0], theta.dtype))
 
 
 @nb.njit(**FAST)
 def sparse_gradients_in_groups(spec, theta, X, Y, w, inv_N, n_groups, grad):
     return rows_gradients(spec, theta, X, Y, w, 0, X.shape[0], inv_N, grad,
-                          layers_scratch(spec[0], spec[1], X.shape[0], theta.dtype))
+                          layers_scratch(spec[0], spec[1], spec[7], X.shape[0], theta.dtype))
 
 
 forward_in_groups = by_kind(dense_forward_in_groups, sparse_forward_in_groups, at=2)
@@ -416,14 +458,14 @@ def rows_gradients(spec, theta, X, Y, w, start, stop, inv_N, grad, scratch):
 
 
 @nb.njit(parallel=True, **FAST)
-def gradient_groups(sizes, codes, output, loss, bias, X, Y, w, theta, inv_N, grads, totals):
+def gradient_groups(sizes, codes, output, loss, bias, dropout, X, Y, w, theta, inv_N, grads, totals):
     """Group g's rows (a contiguous share of the batch) into grads[g], on its own scratch."""
     n_groups, N = totals.size, X.shape[0]
-    spec = (sizes, codes, output, loss, bias, False, n_groups)
+    spec = (sizes, codes, output, loss, bias, False, n_groups, dropout)
     for g in nb.prange(n_groups):
         start, stop = g * N // n_groups, (g + 1) * N // n_groups
         totals[g] = rows_gradients(spec, theta, X, Y, w, start, stop, inv_N, grads[g],
-                                   layers_scratch(sizes, codes, stop - start, theta.dtype))
+                                   layers_scratch(sizes, codes, dropout, stop - start, theta.dtype))
 
 
 @nb.njit(**FAST)
@@ -432,8 +474,8 @@ def dense_gradients_in_groups(spec, theta, X, Y, w, inv_N, n_groups, grad):
     parallel region called directly from gradients_into would slow its serial path, as in fused.)"""
     grads = np.zeros((n_groups, theta.size), theta.dtype)
     totals = np.zeros(n_groups)
-    sizes, codes, output, loss, bias, _, _ = spec
-    gradient_groups(sizes, codes, output, loss, bias, X, Y, w, theta, inv_N, grads, totals)
+    sizes, codes, output, loss, bias, _, _, dropout = spec
+    gradient_groups(sizes, codes, output, loss, bias, dropout, X, Y, w, theta, inv_N, grads, totals)
     total = 0.0
     for g in range(n_groups):
         total += totals[g]

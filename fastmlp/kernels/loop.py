@@ -201,7 +201,7 @@ def train_loop_compiled(spec, theta, data, settings, curves):
              np.empty((batch_size if gathered else 0, O), Yb.dtype),
              np.empty(batch_size if gathered and wb.shape[0] > 0 else 0, wb.dtype))
     rows = max(min(batch_size, Xb.shape[0]), Xe.shape[0], Xv.shape[0])
-    scratch = new_scratch(spec, theta, Xb, rows)
+    scratch = new_scratch(spec[:7] + (settings[11],), theta, Xb, rows)     # (room for dropout's kept f'(z))
     certify = spec[5] and theta.itemsize == 8 and O >= 2 and Xe.shape[0] > 0
     block = fused_plan(Xe.shape[0], D, H, O, 8)[0] if certify else 0     # (its scratch is D x block)
     certified = setup_certified(Xe, certify, H, O, block)
@@ -214,8 +214,8 @@ def train_steps(spec, theta, data, settings, curves, buffers, certify):
     """train_loop_compiled's loop, on borrowed arrays (its caller owns them)."""
     spec, theta, (grad, (h_e, h_v), (Xg, Yg, wg), scratch, certified) = borrowed((spec, theta, buffers))
     (Xb, Yb, wb), (Xe, Ye, ye), (Xv, Yv, yv, wv) = borrowed(data)
-    batch_size, lrs, reg, penalty, clip_norm, eval_every, step0, eval_last, optimizer, stopping, order = \
-        borrowed(settings)
+    batch_size, lrs, reg, penalty, clip_norm, eval_every, step0, eval_last, optimizer, stopping, order, \
+        dropout = borrowed(settings)
     losses, grad_norms, scores, val_losses, val_scores = borrowed(curves)
     monitor, lr_scale = stopping[0], stopping[5][LR_SCALE]
     n_steps = lrs.size
@@ -224,6 +224,7 @@ def train_steps(spec, theta, data, settings, curves, buffers, certify):
     first_epoch = step0 // steps_per_epoch
     n = n_trained(spec, theta)
     in_place = optimizer[0] == SGD_CODE and clip_norm == 0 and not spec[5]
+    trains = spec[:7] + (dropout,)          # spec with the run's dropout (dropout[1]: the step), for training
     loss_sum = 0.0
     rows_seen = 0
     for t in range(n_steps):
@@ -242,13 +243,15 @@ def train_steps(spec, theta, data, settings, curves, buffers, certify):
         else:
             X, Y, w = rows_of(Xb, start, stop), Yb[start:stop], wb[start:stop]
         evaluating = (step0 + t + 1) % eval_every == 0 or (eval_last and t == n_steps - 1)
+        if dropout.size > 0:
+            dropout[1] = step0 + t
         if in_place and not evaluating and is_one_chunk(spec, stop - start, theta.itemsize):
-            loss = step_in_place(spec, theta, X, Y, w, lrs[t] * lr_scale, reg, penalty, scratch[1], True)
+            loss = step_in_place(trains, theta, X, Y, w, lrs[t] * lr_scale, reg, penalty, scratch[1], True)
             losses[t] = loss
             if not np.isfinite(loss):
                 return t
         else:
-            loss = loss_and_gradients_into(spec, theta, X, Y, w, reg, penalty, grad, scratch)
+            loss = loss_and_gradients_into(trains, theta, X, Y, w, reg, penalty, grad, scratch)
             grad_norm = norm(grad, n)
             losses[t] = loss
             if evaluating:

@@ -76,7 +76,7 @@ def new_scratch(spec, theta, X, rows):
     """Scratch for batches of up to `rows` rows like X: (fused scratch, layered scratch), the path not
     taken empty."""
     return (fused_scratch(X, spec, theta, rows),
-            layers.layers_scratch(spec[0], spec[1], 0 if spec[5] else rows, theta.dtype))
+            layers.layers_scratch(spec[0], spec[1], spec[7], 0 if spec[5] else rows, theta.dtype))
 
 
 @nb.njit(**FAST)
