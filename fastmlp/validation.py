@@ -109,9 +109,11 @@ def check_dropout(dropout, n_hidden, name="dropout"):
             raise ValueError(f"{name} drops hidden units, and this network has no hidden layer: got {dropout!r}")
         return rates
     try:
-        rates = tuple(dropout)
+        rates = tuple(dropout) if not isinstance(dropout, (str, bytes)) else None
     except TypeError:
-        raise TypeError(f"{name} must be a rate or a sequence of rates, got {dropout!r}") from None
+        rates = None
+    if rates is None:
+        raise TypeError(f"{name} must be a rate or a sequence of rates, got {dropout!r}")
     if len(rates) != n_hidden:
         raise ValueError(f"{name} must have one rate per hidden layer ({n_hidden}), got {len(rates)}: {list(rates)!r}")
     return tuple(check_scalar(f"{name}[{k}]", r, high=1.0, high_inclusive=False) for k, r in enumerate(rates))

@@ -36,7 +36,7 @@ def balanced_is_not_incremental(estimator):
 
 
 @parametrize_with_checks([MLPClassifier(max_iter=50), MLPRegressor(max_iter=50),
-                          MLPClassifier(class_weight="balanced", activation="elu", max_iter=50),
+                          MLPClassifier(class_weight="balanced", activation="elu", dropout=0.1, max_iter=50),
                           MLPRegressor(loss="poisson", activation="softplus", max_iter=50)],
                          expected_failed_checks=balanced_is_not_incremental)
 def test_sklearn_estimator_checks(estimator, check):
