@@ -75,7 +75,7 @@ def test_dropout_gradients_match_pytorchs_autograd():
     logits = h @ params[2] + params[5]
     torch_loss = -(torch.tensor(Y) * torch.log_softmax(logits, dim=1)).sum() / 40
     torch_loss.backward()
-    assert float(torch_loss) == pytest.approx(loss, rel=1e-12)
+    assert torch_loss.item() == pytest.approx(loss, rel=1e-12)
     torch_gradient = np.concatenate([p.grad.numpy().ravel() for p in params])
     np.testing.assert_allclose(gradient, torch_gradient, rtol=0, atol=1e-12)
 
