@@ -1,0 +1,69 @@
+"""What a brick costs: one training step at (128, 64, 128, 10) (softmax, cross-entropy, plain SGD, the
+compiled loop) with each hidden activation, and with ReLU plus dropout, against ReLU alone, side by
+side in one run, interleaved round by round; written to results/bricks.csv.
+
+The issue's floor: dropout and the new activations (leaky_relu, elu, softplus, gelu, silu) cost at
+most 15% over ReLU per step (`ratio` <= 1.15). A floor missed marks the run xfail (the CSV is written
+all the same); with benchmarks disabled (make test) one short round checks the machinery.
+"""
+
+import pathlib
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import fastmlp
+from fastmlp.files import write_csv
+from machine import this_machine
+
+BRICKS_CSV = pathlib.Path(__file__).resolve().parents[1] / "results" / "bricks.csv"
+N, SIZES = 128, (64, 128, 10)
+BRICKS = [("relu", 0.0), ("relu", 0.2), ("leaky_relu", 0.0), ("elu", 0.0), ("softplus", 0.0), ("gelu", 0.0),
+          ("silu", 0.0), ("tanh", 0.0), ("sigmoid", 0.0)]
+NEW = {"leaky_relu", "elu", "softplus", "gelu", "silu"}
+FLOOR = 1.15
+
+
+def step_us(net, X, y, dropout, steps):
+    """Microseconds per step of a fit of `steps` full-batch steps (no evaluation in between)."""
+    start = time.perf_counter()
+    net.fit(X, y, lr=0.01, steps=steps, dropout=dropout, seed=0, progress=False, eval_every=10**9)
+    return (time.perf_counter() - start) / steps * 1e6
+
+
+def brick_rows(rounds, steps):
+    """Each brick's median step over `rounds` rounds (every brick once a round), per dtype."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for dtype in ("float64", "float32"):
+        X, y = rng.normal(size=(N, SIZES[0])).astype(dtype), rng.integers(0, SIZES[-1], N)
+        nets = [fastmlp.MLP(SIZES, activation=a, output="softmax", loss="cross_entropy", init="he", dtype=dtype)
+                for a, _ in BRICKS]
+        for net, (_, dropout) in zip(nets, BRICKS):
+            step_us(net, X, y, dropout, 2)                       # compile or load
+        times = np.array([[step_us(net, X, y, dropout, steps) for net, (_, dropout) in zip(nets, BRICKS)]
+                          for _ in range(rounds)])
+        medians = np.median(times, axis=0)
+        for (activation, dropout), median in zip(BRICKS, medians):
+            rows.append(dict(activation=activation, dropout=dropout, dtype=dtype, n=N,
+                             sizes="-".join(map(str, SIZES)), step_us=median, ratio=median / medians[0],
+                             rounds=rounds, steps=steps))
+    return pd.DataFrame(rows)
+
+
+def test_bricks(benchmark, request):
+    if request.config.getoption("benchmark_disable", False):
+        frame = brick_rows(rounds=1, steps=3)
+        assert len(frame) == 2 * len(BRICKS) and (frame["step_us"] > 0).all()
+        return
+    frame = benchmark.pedantic(brick_rows, kwargs=dict(rounds=7, steps=2000), rounds=1)
+    frame.insert(0, "machine", this_machine())
+    write_csv(frame, BRICKS_CSV)
+    print(frame.to_string())
+    judged = frame[frame["activation"].isin(NEW) | (frame["dropout"] > 0)]
+    slow = {f"{r.activation}{'+dropout' if r.dropout else ''} {r.dtype}": round(r.ratio, 2)
+            for r in judged.itertuples() if r.ratio > FLOOR}
+    if slow:
+        pytest.xfail(f"above the issue's {FLOOR}x of ReLU (written to {BRICKS_CSV.name} all the same): {slow}")
