@@ -197,16 +197,71 @@ def _tanh_for_dtype(z):
     return _tanh32 if z == types.float32 else _tanh64
 
 
-@nb.njit(inline="always", **FAST)
-def log1p_unit(e):
-    """log(1 + e) for 0 <= e <= 1, vectorisable (math.log1p is a scalar libm call here): 2 atanh(s) =
-    2 (s + s^3 / 3 + ... + s^35 / 35) with s = e / (2 + e) <= 1/3, the next term below 1e-18 of the sum."""
-    s = e / (2.0 + e)
+# softplus(z) = max(z, 0) + log(1 + e), e = exp(-|z|) = num / den in (0, 1], vectorisable (math.log1p is
+# a scalar libm call here) and with one division: log(1 + e) = 2 atanh(s) = 2 (s + s^3 / 3 + ...), where
+# s = e / (2 + e) = num / (2 den + num); above e = sqrt 2 - 1, log(1 + e) = ln 2 + 2 atanh(s) with
+# s = (e - 1) / (e + 3) = (num - den) / (num + 3 den). Either way |s| <= 3 - 2 sqrt 2 = 0.172, so the
+# series to s^23 (float64; s^11 in float32) leaves less than 1e-18 (1e-9). Measured on [-40, 40]:
+# 6e-16 (float64) and 3e-7 (float32) relative to NumPy's logaddexp; 16,384 of them in 24 and 9 us
+# against 41 and 35 us with two divisions and a float64 series in float32 too (2-core AMD EPYC).
+SQRT2_MINUS_1 = math.sqrt(2.0) - 1.0
+LN2 = math.log(2.0)
+LN2_32, SQRT2_MINUS_1_32 = np.float32(LN2), np.float32(SQRT2_MINUS_1)
+
+
+@nb.njit(inline="always", **STRICT)
+def softplus64(z):
+    """softplus(z) for a float64 z (see above)."""
+    num, den = exp_parts64(-abs(z))
+    big = num > SQRT2_MINUS_1 * den
+    s = (num - den) / (num + 3.0 * den) if big else num / (2.0 * den + num)
     s2 = s * s
-    total = 1.0 / 35.0
-    for k in range(16, -1, -1):
-        total = total * s2 + 1.0 / (2 * k + 1)
-    return 2.0 * s * total
+    t = 1 / 23
+    t = t * s2 + 1 / 21
+    t = t * s2 + 1 / 19
+    t = t * s2 + 1 / 17
+    t = t * s2 + 1 / 15
+    t = t * s2 + 1 / 13
+    t = t * s2 + 1 / 11
+    t = t * s2 + 1 / 9
+    t = t * s2 + 1 / 7
+    t = t * s2 + 1 / 5
+    t = t * s2 + 1 / 3
+    t = t * s2 + 1.0
+    return max(z, 0.0) + (2.0 * s * t + (LN2 if big else 0.0))
+
+
+@nb.njit(inline="always", **STRICT)
+def softplus32(z):
+    """softplus(z) for a float32 z, in float32 (see above)."""
+    num, den = exp_parts32(-abs(z))
+    big = num > SQRT2_MINUS_1_32 * den
+    s = (num - den) / (num + np.float32(3) * den) if big else num / (np.float32(2) * den + num)
+    s2 = s * s
+    t = np.float32(1 / 11)
+    t = t * s2 + np.float32(1 / 9)
+    t = t * s2 + np.float32(1 / 7)
+    t = t * s2 + np.float32(1 / 5)
+    t = t * s2 + np.float32(1 / 3)
+    t = t * s2 + np.float32(1)
+    return max(z, np.float32(0)) + (np.float32(2) * s * t + (LN2_32 if big else np.float32(0)))
+
+
+def softplus(z):
+    """softplus(z) in z's float type."""
+
+
+def _softplus32(z):
+    return softplus32(z)
+
+
+def _softplus64(z):
+    return softplus64(z)
+
+
+@overload(softplus)
+def _softplus_for_dtype(z):
+    return _softplus32 if z == types.float32 else _softplus64
 
 
 # erf for gelu, vectorisable (math.erf is a scalar libm call), in float64, absolute error below 2e-15
@@ -299,7 +354,7 @@ def activate_rows(Z, b, code):
         for i in range(n):
             for j in range(width):
                 z = Z[i, j] + b[j]
-                Z[i, j] = max(z, zero) + log1p_unit(exp_nonpositive(-abs(z)))
+                Z[i, j] = softplus(z)
     elif code == GELU:
         for i in range(n):
             for j in range(width):
