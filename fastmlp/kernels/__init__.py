@@ -30,7 +30,7 @@ import numpy as np
 
 from ..loop import MONITORS
 from ..bricks import PENALTIES
-from ..validation import check_finite
+from ..validation import check_finite, is_sparse
 from .blas import one_blas_thread, openblas_thread_functions
 from .fastmath import FAST, FUNCTION_CODES, all_finite
 from .fused import FUSED_MAX_INPUTS, FUSED_MAX_OUTPUTS
@@ -120,12 +120,12 @@ NO_DROPOUT = np.zeros(0)
 @functools.lru_cache(maxsize=256)
 def spec_of(arch, weighted=False, sparse=False, dropping=False):
     """The kernels' view of an Architecture: (sizes, codes, output, loss, bias, fused, max_groups,
-    dropout), see layers; dropout empty (training loops and dropout_spec put theirs in). fused: the
+    dropout), see layers; dropout empty (train_loop and loss_and_gradients put theirs in). fused: the
     fused path's arrangement (is_fused), for dense rows without sample weights (weighted: some have;
-    sparse: X is sparse) whose training drops nothing (dropping: it does). max_groups: plan.LAYER_MAX_GROUPS where BLAS's threads
-    can be held to one during a call (blas.one_blas_thread), else 1 (BLAS then threads each product
-    itself); 1 for sparse X, whose batches run in one group: the groups' gradient buffers would each
-    be as large as theta, whose first layer (every column of X) dominates it, while a group's work is
+    sparse: X is sparse) whose training drops nothing (dropping: it does). max_groups:
+    plan.LAYER_MAX_GROUPS where BLAS's threads can be held to one during a call
+    (blas.one_blas_thread), else 1 (BLAS then threads each product itself); 1 for sparse X, whose
+    batches run in one group: the groups' gradient buffers would each be as large as theta, whose first layer (every column of X) dominates it, while a group's work is
     that of its nonzeros. Every entry point below starts here, so this also starts Numba's threads
     (start_threads)."""
     start_threads()
@@ -158,11 +158,6 @@ def blas_threads_for(spec):
 def as_kernel_weights(weights, theta):
     """Sample weights as the kernels take them: an empty array of theta's dtype for none."""
     return np.empty(0, theta.dtype) if weights is None else weights
-
-
-def is_sparse(X):
-    """Whether X is a scipy.sparse matrix or array (the network's validation makes it CSR)."""
-    return hasattr(X, "tocsr") and hasattr(X, "nnz")
 
 
 def as_kernel_rows(X, sparse):
@@ -201,7 +196,8 @@ def loss(arch, theta, X, Y, reg=0.0, penalty="l2", weights=None):
     sparse = is_sparse(X)
     spec = spec_of(arch, weights is not None, sparse)
     with blas_threads_for(spec):
-        finite, value = loss_compiled(spec, theta, as_kernel_rows(X, sparse), Y, as_kernel_weights(weights, theta), reg, PENALTY_CODES[penalty])
+        finite, value = loss_compiled(spec, theta, as_kernel_rows(X, sparse), Y, as_kernel_weights(weights, theta),
+                                      reg, PENALTY_CODES[penalty])
     raise_if_not_finite(finite, ("X", X), ("Y", Y))
     return float(value)
 
@@ -213,7 +209,8 @@ def loss_and_gradients(arch, theta, X, Y, reg=0.0, penalty="l2", weights=None, d
     spec = spec_of(arch, weights is not None, sparse, dropout is not None)
     spec = spec[:7] + (dropout_state(dropout),)
     with blas_threads_for(spec):
-        finite, value, gradient = loss_and_gradients_compiled(spec, theta, as_kernel_rows(X, sparse), Y, as_kernel_weights(weights, theta),
+        finite, value, gradient = loss_and_gradients_compiled(spec, theta, as_kernel_rows(X, sparse), Y,
+                                                              as_kernel_weights(weights, theta),
                                                               reg, PENALTY_CODES[penalty])
     raise_if_not_finite(finite, ("X", X), ("Y", Y))
     return float(value), gradient
@@ -225,7 +222,8 @@ def step(arch, theta, X, Y, lr, reg=0.0, penalty="l2", weights=None):
     sparse = is_sparse(X)
     spec = spec_of(arch, weights is not None, sparse)
     with blas_threads_for(spec):
-        finite, value, updated = step_compiled(spec, theta, as_kernel_rows(X, sparse), Y, as_kernel_weights(weights, theta), lr, reg,
+        finite, value, updated = step_compiled(spec, theta, as_kernel_rows(X, sparse), Y,
+                                               as_kernel_weights(weights, theta), lr, reg,
                                                PENALTY_CODES[penalty])
     raise_if_not_finite(finite, ("X", X), ("Y", Y))
     if not updated:
