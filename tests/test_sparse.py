@@ -23,7 +23,7 @@ def sparse_like(rng, X, density):
 
 @settings(max_examples=40, deadline=None)
 @given(arch=architectures(max_depth=2, max_width=12), N=st.one_of(st.integers(1, 40), st.integers(300, 1500)),
-       dtype=st.sampled_from([np.float64, np.float32]), density=st.sampled_from([0.0, 0.05, 0.3, 1.0]),
+       dtype=st.just(np.float64), density=st.sampled_from([0.0, 0.05, 0.3, 1.0]),   # float32: the next test
        reg=st.sampled_from([0.0, 0.01]), weighted=st.booleans(), seed=st.integers(0, 999))
 def test_kernels_on_sparse_rows_match_the_reference(arch, N, dtype, density, reg, weighted, seed):
     """forward, loss, gradients and a step of the kernels on CSR X against the reference (which
