@@ -8,10 +8,11 @@ from .optimizers import SGD, Adam, Momentum
 from .training import DivergenceError, History
 
 
-def warmup(dtypes=("float64", "float32")):
-    """Compile every Numba kernel now (or load it from the on-disk cache); returns seconds per dtype."""
+def warmup(dtypes=("float64", "float32"), sparse=True):
+    """Compile every Numba kernel now (or load it from the on-disk cache), those for scipy.sparse X too
+    unless sparse=False; returns seconds per dtype."""
     from .kernels import warmup as compile_kernels
-    return compile_kernels(dtypes)
+    return compile_kernels(dtypes, sparse)
 
 
 def __getattr__(name):

@@ -46,7 +46,7 @@ def run(out_dir="runs", steps=300_000, compare_steps=20_000, frames=40, gif=True
     echo("fastmlp demo: the network of 'One LEGO at a Time' learning XOR: 300 points, trained on the")
     echo("first 50 as the article's code does. Its code sums the gradient over that batch, so its lr 0.003")
     echo(f"is lr {ARTICLE_LR:g} against the mean loss used here. Numba kernels ready in "
-         f"{sum(warmup(('float64',)).values()):.1f} s (compiled or loaded from the cache).\n")
+         f"{sum(warmup(('float64',), sparse=False).values()):.1f} s (compiled or loaded from the cache).\n")
     echo(f"{'':28s} {f'after {steps:,} steps (numba)':>27s}   {f'first {compare_steps:,} steps, both backends':>42s}")
     echo(f"{'run':28s} {'accuracy':>8s} {'best':>6s} {'loss':>9s}   {'numba s':>8s} {'numpy s':>8s} "
          f"{'speedup':>8s} {'max |diff|':>11s}")

@@ -304,22 +304,29 @@ def step_compiled(spec, theta, X, Y, w, lr, reg, penalty):
     return True, value, False
 
 
-def warmup(dtypes=("float64", "float32")):
-    """Compile (or load from the cache) every kernel for each dtype; returns seconds taken per dtype.
-    One compilation serves every network: the architecture reaches the kernels as arrays and codes."""
+def warmup(dtypes=("float64", "float32"), sparse=True):
+    """Compile (or load from the cache) every kernel for each dtype: forward, loss, loss_and_gradients,
+    step and train_loop on the fused and the layered path, and with `sparse` the layered path for
+    scipy.sparse X as well; returns seconds taken per dtype. One compilation serves every network:
+    the architecture reaches the kernels as arrays and codes."""
+    import scipy.sparse
     from ..architecture import Architecture
     from ..loop import LoopSettings
+    fused = Architecture((2, 2, 2), ("sigmoid",), "sigmoid", "mse", True)
+    layered = Architecture((3, 2, 2), ("relu",), "softmax", "cross_entropy", True)
     timings = {}
     for name in dtypes:
         dt = np.dtype(name)
         t0 = time.perf_counter()
-        for arch in (Architecture((2, 2, 2), ("sigmoid",), "sigmoid", "mse", True),          # fused
-                     Architecture((3, 2, 2), ("relu",), "softmax", "cross_entropy", True)):   # layered
+        for arch, as_rows in ((fused, np.asarray), (layered, np.asarray), (layered, scipy.sparse.csr_matrix)):
+            if as_rows is not np.asarray and not sparse:
+                continue
             D, O = arch.sizes[0], arch.sizes[-1]
-            X, Y, y, w = np.zeros((3, D), dt), np.zeros((3, O), dt), np.zeros(3, np.int64), np.zeros(0, dt)
+            X, Y, y, w = as_rows(np.zeros((3, D), dt)), np.zeros((3, O), dt), np.zeros(3, np.int64), np.zeros(0, dt)
             theta = np.zeros(arch.n_parameters, dt)
             forward(arch, theta, X)
             loss(arch, theta, X, Y)
+            loss_and_gradients(arch, theta, X, Y)
             step(arch, theta, X, Y, 0.1)
             curves = tuple(np.zeros(1) for _ in range(5))
             settings = LoopSettings(3, np.full(1, 0.1), 0.0, "l2", 0.0, 1, 0, True)

@@ -351,10 +351,12 @@ def rows_forward(spec, theta, X, Y, w, start, stop, inv_N, out, scratch):
 
 
 @nb.njit(parallel=True, **FAST)
-def forward_groups(sizes, codes, output, loss, bias, dropout, X, Y, w, theta, inv_N, out, totals):
-    """Group g's rows (a contiguous share of the batch) into out, on its own scratch."""
+def forward_groups(sizes, codes, output, loss, bias, fused, dropout, X, Y, w, theta, inv_N, out, totals):
+    """Group g's rows (a contiguous share of the batch) into out, on its own scratch. (Its spec is
+    rebuilt from the caller's fields, fused among them, not a literal False: that would compile
+    every function below a second time, for a spec of another type.)"""
     n_groups, N = totals.size, X.shape[0]
-    spec = (sizes, codes, output, loss, bias, False, n_groups, dropout)
+    spec = (sizes, codes, output, loss, bias, fused, n_groups, dropout)
     for g in nb.prange(n_groups):
         start, stop = g * N // n_groups, (g + 1) * N // n_groups
         totals[g] = rows_forward(spec, theta, X, Y, w, start, stop, inv_N, out,
@@ -366,8 +368,8 @@ def dense_forward_in_groups(spec, theta, X, Y, w, inv_N, n_groups, out):
     """forward_groups behind a plain call (see gradients_in_groups); returns the data loss times N,
     the groups' shares summed in group order."""
     totals = np.zeros(n_groups)
-    sizes, codes, output, loss, bias, _, _, dropout = spec
-    forward_groups(sizes, codes, output, loss, bias, dropout, X, Y, w, theta, inv_N, out, totals)
+    sizes, codes, output, loss, bias, fused, _, dropout = spec
+    forward_groups(sizes, codes, output, loss, bias, fused, dropout, X, Y, w, theta, inv_N, out, totals)
     total = 0.0
     for g in range(n_groups):
         total += totals[g]
@@ -458,10 +460,11 @@ def rows_gradients(spec, theta, X, Y, w, start, stop, inv_N, grad, scratch):
 
 
 @nb.njit(parallel=True, **FAST)
-def gradient_groups(sizes, codes, output, loss, bias, dropout, X, Y, w, theta, inv_N, grads, totals):
-    """Group g's rows (a contiguous share of the batch) into grads[g], on its own scratch."""
+def gradient_groups(sizes, codes, output, loss, bias, fused, dropout, X, Y, w, theta, inv_N, grads, totals):
+    """Group g's rows (a contiguous share of the batch) into grads[g], on its own scratch (its spec
+    as forward_groups')."""
     n_groups, N = totals.size, X.shape[0]
-    spec = (sizes, codes, output, loss, bias, False, n_groups, dropout)
+    spec = (sizes, codes, output, loss, bias, fused, n_groups, dropout)
     for g in nb.prange(n_groups):
         start, stop = g * N // n_groups, (g + 1) * N // n_groups
         totals[g] = rows_gradients(spec, theta, X, Y, w, start, stop, inv_N, grads[g],
@@ -474,8 +477,8 @@ def dense_gradients_in_groups(spec, theta, X, Y, w, inv_N, n_groups, grad):
     parallel region called directly from gradients_into would slow its serial path, as in fused.)"""
     grads = np.zeros((n_groups, theta.size), theta.dtype)
     totals = np.zeros(n_groups)
-    sizes, codes, output, loss, bias, _, _, dropout = spec
-    gradient_groups(sizes, codes, output, loss, bias, dropout, X, Y, w, theta, inv_N, grads, totals)
+    sizes, codes, output, loss, bias, fused, _, dropout = spec
+    gradient_groups(sizes, codes, output, loss, bias, fused, dropout, X, Y, w, theta, inv_N, grads, totals)
     total = 0.0
     for g in range(n_groups):
         total += totals[g]
