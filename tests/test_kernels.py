@@ -365,8 +365,7 @@ def test_warmup_compiles_every_entry_point_for_both_dtypes_and_both_kinds_of_row
     point holds a signature for each dtype, with dense and with sparse X."""
     timings = kernels.warmup()
     assert set(timings) == {"float64", "float32"} and all(t >= 0 for t in timings.values())
-    for entry in (kernels.forward_compiled, kernels.loss_compiled, kernels.loss_and_gradients_compiled,
-                  kernels.step_compiled, kernels.train_loop_compiled):
+    for entry in (kernels.outputs_compiled, kernels.gradients_compiled, kernels.train_loop_compiled):
         kinds = {(str(sig[1].dtype), "CSR" in str(sig)) for sig in entry.signatures}
         assert kinds >= {(d, s) for d in ("float64", "float32") for s in (False, True)}, (entry, kinds)
 
@@ -496,14 +495,14 @@ def test_kernel_calls_hold_blas_to_one_thread_and_restore_it():
     seen = []
     arch = Architecture((64, 128, 10), ("relu",), "softmax", "cross_entropy", True)
     X, Y, theta = random_problem(np.random.default_rng(0), arch, 300)
-    original, before = kernels.step_compiled, get()
+    original, before = kernels.gradients_compiled, get()
     try:
         set_(2)
-        kernels.step_compiled = lambda *args: (seen.append(get()), original(*args))[1]
+        kernels.gradients_compiled = lambda *args: (seen.append(get()), original(*args))[1]
         kernels.step(arch, theta, X, Y, 0.1)
         assert seen == [1] and get() == 2
     finally:
-        kernels.step_compiled = original
+        kernels.gradients_compiled = original
         set_(before)
 
 

@@ -185,8 +185,10 @@ def forward(arch, theta, X):
     """The network's output h_L (N, O)."""
     sparse = is_sparse(X)
     spec = spec_of(arch, False, sparse)
+    no_rows = np.empty((0, arch.sizes[-1]), theta.dtype)
     with blas_threads_for(spec):
-        finite, out = forward_compiled(spec, theta, as_kernel_rows(X, sparse))
+        finite, _, out = outputs_compiled(spec, theta, as_kernel_rows(X, sparse), no_rows,
+                                          as_kernel_weights(None, theta), 0.0, 0)
     raise_if_not_finite(finite, ("X", X))
     return out
 
@@ -196,8 +198,8 @@ def loss(arch, theta, X, Y, reg=0.0, penalty="l2", weights=None):
     sparse = is_sparse(X)
     spec = spec_of(arch, weights is not None, sparse)
     with blas_threads_for(spec):
-        finite, value = loss_compiled(spec, theta, as_kernel_rows(X, sparse), Y, as_kernel_weights(weights, theta),
-                                      reg, PENALTY_CODES[penalty])
+        finite, value, _ = outputs_compiled(spec, theta, as_kernel_rows(X, sparse), Y,
+                                            as_kernel_weights(weights, theta), reg, PENALTY_CODES[penalty])
     raise_if_not_finite(finite, ("X", X), ("Y", Y))
     return float(value)
 
@@ -209,9 +211,9 @@ def loss_and_gradients(arch, theta, X, Y, reg=0.0, penalty="l2", weights=None, d
     spec = spec_of(arch, weights is not None, sparse, dropout is not None)
     spec = spec[:7] + (dropout_state(dropout),)
     with blas_threads_for(spec):
-        finite, value, gradient = loss_and_gradients_compiled(spec, theta, as_kernel_rows(X, sparse), Y,
-                                                              as_kernel_weights(weights, theta),
-                                                              reg, PENALTY_CODES[penalty])
+        finite, value, gradient, _ = gradients_compiled(spec, theta, as_kernel_rows(X, sparse), Y,
+                                                        as_kernel_weights(weights, theta), 0.0, reg,
+                                                        PENALTY_CODES[penalty], False)
     raise_if_not_finite(finite, ("X", X), ("Y", Y))
     return float(value), gradient
 
@@ -222,9 +224,9 @@ def step(arch, theta, X, Y, lr, reg=0.0, penalty="l2", weights=None):
     sparse = is_sparse(X)
     spec = spec_of(arch, weights is not None, sparse)
     with blas_threads_for(spec):
-        finite, value, updated = step_compiled(spec, theta, as_kernel_rows(X, sparse), Y,
-                                               as_kernel_weights(weights, theta), lr, reg,
-                                               PENALTY_CODES[penalty])
+        finite, value, _, updated = gradients_compiled(spec, theta, as_kernel_rows(X, sparse), Y,
+                                                       as_kernel_weights(weights, theta), lr, reg,
+                                                       PENALTY_CODES[penalty], True)
     raise_if_not_finite(finite, ("X", X), ("Y", Y))
     if not updated:
         raise FloatingPointError(f"the update is not finite (loss before it {value:.6g})")
@@ -259,49 +261,44 @@ def _check_order(settings, rows):
 
 # The wrappers' compiled halves: each checks its inputs for NaN/inf first (returning False, and
 # changing nothing, if one has any), then makes its outputs and scratch inside, in one call from Python.
+# Two of them serve the four wrappers: Numba compiles each compiled function with everything it calls
+# and optimises it all again, so every entry point costs its whole call tree (tens of seconds a dtype).
 
 @nb.njit(**FAST)
-def forward_compiled(spec, theta, X):
+def outputs_compiled(spec, theta, X, Y, w, reg, penalty):
+    """(inputs finite, loss, out): out the network's output for X; the loss (the data loss plus the
+    penalty) against Y, or 0 when Y has no rows (forward)."""
     out = np.empty((X.shape[0], spec[0][-1]), theta.dtype)
-    if not rows_finite(X):
-        return False, out
-    no_weights = np.empty(0, theta.dtype)
-    forward_into(spec, theta, X, out[:0], no_weights, out, new_scratch(spec, theta, X, X.shape[0]))
-    return True, out
-
-
-@nb.njit(**FAST)
-def loss_compiled(spec, theta, X, Y, w, reg, penalty):
     if not (rows_finite(X) and all_finite(Y)):
-        return False, np.nan
-    out = np.empty((X.shape[0], spec[0][-1]), theta.dtype)
+        return False, np.nan, out
     data_loss = forward_into(spec, theta, X, Y, w, out, new_scratch(spec, theta, X, X.shape[0]))
+    if Y.shape[0] == 0:
+        return True, 0.0, out
     N = weight_total(w, X.shape[0])
-    return True, data_loss + (0.0 if reg == 0 else reg / N * penalty_value(spec, theta, penalty))
+    return True, data_loss + (0.0 if reg == 0 else reg / N * penalty_value(spec, theta, penalty)), out
 
 
 @nb.njit(**FAST)
-def loss_and_gradients_compiled(spec, theta, X, Y, w, reg, penalty):
-    grad = np.empty_like(theta)
+def gradients_compiled(spec, theta, X, Y, w, lr, reg, penalty, take_step):
+    """(inputs finite, loss, gradient, update taken): without take_step, the loss and its gradient;
+    with it, one gradient-descent step of lr on theta instead (the gradient then empty), an update that
+    is not finite undone (from a copy of theta taken before it: the in-place path updates during its
+    backward pass)."""
+    scratch = new_scratch(spec, theta, X, X.shape[0])
+    if not take_step:
+        grad = np.empty_like(theta)
+        if not (rows_finite(X) and all_finite(Y)):
+            return False, np.nan, grad, False
+        return True, loss_and_gradients_into(spec, theta, X, Y, w, reg, penalty, grad, scratch), grad, False
+    no_gradient = np.empty(0, theta.dtype)
     if not (rows_finite(X) and all_finite(Y)):
-        return False, np.nan, grad
-    loss_value = loss_and_gradients_into(spec, theta, X, Y, w, reg, penalty, grad,
-                                         new_scratch(spec, theta, X, X.shape[0]))
-    return True, loss_value, grad
-
-
-@nb.njit(**FAST)
-def step_compiled(spec, theta, X, Y, w, lr, reg, penalty):
-    """(inputs finite, loss, update taken): an update that is not finite is undone (a copy of theta
-    taken before it; the in-place path updates during its backward pass)."""
-    if not (rows_finite(X) and all_finite(Y)):
-        return False, np.nan, False
+        return False, np.nan, no_gradient, False
     before = theta.copy()
-    value = step_into(spec, theta, X, Y, w, lr, reg, penalty, new_scratch(spec, theta, X, X.shape[0]))
+    value = step_into(spec, theta, X, Y, w, lr, reg, penalty, scratch)
     if all_finite(theta):
-        return True, value, True
+        return True, value, no_gradient, True
     theta[:] = before
-    return True, value, False
+    return True, value, no_gradient, False
 
 
 def warmup(dtypes=("float64", "float32"), sparse=True):
