@@ -315,7 +315,7 @@ def keeps_derivative(code):
 
 # -- activations over rows: in place, one branch-free loop per code ---------------------------------------
 
-@nb.njit(**FAST)
+@nb.njit(inline="always", **FAST)
 def activate_rows(Z, b, code):
     """Z[i, j] = f(Z[i, j] + b[j]) in place for Z (n, width), f the activation or output `code`
     (softmax: each row's exp(z - max) / sum)."""
@@ -370,7 +370,7 @@ def activate_rows(Z, b, code):
             softmax_row(Z, i, b)
 
 
-@nb.njit(**FAST)
+@nb.njit(inline="always", **FAST)
 def activate_rows_keeping_derivative(Z, b, code, dh_dz):
     """activate_rows for a code whose derivative is kept (keeps_derivative), writing f'(z) into dh_dz
     (n, width) in the same pass: gelu Phi(z) + z phi(z), silu s (1 + z (1 - s)) with s = sigmoid(z)."""
@@ -409,7 +409,7 @@ def softmax_row(Z, i, b):
         Z[i, j] *= inv
 
 
-@nb.njit(**FAST)
+@nb.njit(inline="always", **FAST)
 def scale_by_derivative(D, H, dH, code):
     """D *= f'(z), in place, written through H = f(z) (sigmoid h (1 - h), tanh 1 - h**2, relu h > 0,
     leaky_relu 1 or its slope, elu 1 or h + 1, softplus 1 - exp(-h)), or the kept f'(z) dH where
