@@ -15,14 +15,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m fastmlp demo
 
-# The kernels compile first, float64 and float32 side by side (Numba compiles on one core: about 6
+# The kernels compile first, float64 and float32 side by side (Numba compiles on one core: about 5
 # minutes each on an empty cache on a 2-core machine, seconds once cached), so that the two pytest
 # workers load them from the cache instead of each compiling the ones its tests reach first (the same
 # ones, at the same time: 12 minutes in all before). Numba writes each cache file whole (a temporary
 # file, then a rename). The workers take a test module each at a time.
 test: $(STAMP)
-	$(PY) -c 'import fastmlp; fastmlp.warmup(("float32",))' & \
-	$(PY) -c 'import fastmlp; fastmlp.warmup(("float64",))' && wait $$!
+	@echo "compiling fastmlp's kernels (or loading them from Numba's cache)"
+	$(PY) -c 'import fastmlp; print("kernels ready, seconds:", fastmlp.warmup(("float32",)))' & \
+	$(PY) -c 'import fastmlp; print("kernels ready, seconds:", fastmlp.warmup(("float64",)))' && wait $$!
 	$(PY) -m pytest -q --benchmark-disable -n 2 --dist loadfile
 
 # writes results/benchmarks.csv and results/speedup.png, then compares with the CSV as it was
