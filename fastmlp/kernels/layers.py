@@ -315,12 +315,13 @@ def step_in_place(spec, theta, X, Y, w, lr, reg, penalty, scratch, guard):
     finite (the training loop stops there, before the update)."""
     N = X.shape[0]
     W_sum = weight_total(w, N)
-    Z = chunk_forward(spec, theta, X, 0, N, scratch)
+    first = np.int64(0)        # not a literal 0: that is another Numba type, and a second compile of all below
+    Z = chunk_forward(spec, theta, X, first, N, scratch)
     dZ = rows_view(scratch[1], 0, N, Z.shape[1])
-    data_loss = output_and_loss(spec, Z, Y, w, 0, theta.dtype.type(1.0 / W_sum), dZ, True) / W_sum
+    data_loss = output_and_loss(spec, Z, Y, w, first, theta.dtype.type(1.0 / W_sum), dZ, True) / W_sum
     if guard and not np.isfinite(data_loss):
         return data_loss
-    penalty_total = chunk_backward(spec, theta, X, 0, N, dZ, scratch, theta, (lr, reg / W_sum, penalty))
+    penalty_total = chunk_backward(spec, theta, X, first, N, dZ, scratch, theta, (lr, reg / W_sum, penalty))
     return data_loss + (0.0 if reg == 0 else reg / W_sum * penalty_total)
 
 
@@ -381,13 +382,13 @@ def dense_forward_in_groups(spec, theta, X, Y, w, inv_N, n_groups, out):
 
 @nb.njit(**FAST)
 def sparse_forward_in_groups(spec, theta, X, Y, w, inv_N, n_groups, out):
-    return rows_forward(spec, theta, X, Y, w, 0, X.shape[0], inv_N, out,
+    return rows_forward(spec, theta, X, Y, w, np.int64(0), X.shape[0], inv_N, out,
                         layers_scratch(spec[0], spec[1], spec[7], X.shape[0], theta.dtype))
 
 
 @nb.njit(**FAST)
 def sparse_gradients_in_groups(spec, theta, X, Y, w, inv_N, n_groups, grad):
-    return rows_gradients(spec, theta, X, Y, w, 0, X.shape[0], inv_N, grad,
+    return rows_gradients(spec, theta, X, Y, w, np.int64(0), X.shape[0], inv_N, grad,
                           layers_scratch(spec[0], spec[1], spec[7], X.shape[0], theta.dtype))
 
 
@@ -422,7 +423,8 @@ def forward_in_columns(spec, theta, X, Y, w, inv_N, n_groups, out, scratch):
             columns_product(prev, weight_view(theta, sizes, l), Z, scalars)
         activate_rows(Z, bias_view(theta, sizes, l), codes[l - 1] if l < L else IDENTITY)
         prev, at = Z, at + N * sizes[l]
-    total = output_and_loss(spec, prev, Y, w, 0, inv_N, rows_view(scratch[1], 0, N, sizes[L]), Y.shape[0] == N)
+    total = output_and_loss(spec, prev, Y, w, np.int64(0), inv_N, rows_view(scratch[1], 0, N, sizes[L]),
+                            Y.shape[0] == N)
     out[:] = prev
     return total
 
@@ -440,7 +442,7 @@ def forward_into(spec, theta, X, Y, w, out, scratch):
         n_columns = column_groups(N, spec[0], spec[6], theta.itemsize)
         if n_columns > 1:
             return forward_in_columns(spec, theta, X, Y, w, inv_N, n_columns, out, scratch) / W_sum
-        return rows_forward(spec, theta, X, Y, w, 0, N, inv_N, out, scratch) / W_sum
+        return rows_forward(spec, theta, X, Y, w, np.int64(0), N, inv_N, out, scratch) / W_sum
     return forward_in_groups(spec, theta, X, Y, w, inv_N, n_groups, out) / W_sum
 
 
@@ -455,7 +457,7 @@ def rows_gradients(spec, theta, X, Y, w, start, stop, inv_N, grad, scratch):
         Z = chunk_forward(spec, theta, X, r0, n, scratch)
         dZ = rows_view(scratch[1], 0, n, Z.shape[1])
         total += output_and_loss(spec, Z, Y, w, r0, inv_N, dZ, True)
-        chunk_backward(spec, theta, X, r0, n, dZ, scratch, grad, (0.0, 0.0, 0))
+        chunk_backward(spec, theta, X, r0, n, dZ, scratch, grad, (0.0, 0.0, np.int64(0)))
     return total
 
 
@@ -501,7 +503,7 @@ def gradients_into(spec, theta, X, Y, w, grad, scratch):
     grad[:] = 0
     n_groups = layers_groups(N, spec[0], spec[6], theta.itemsize)
     if n_groups == 1:
-        return rows_gradients(spec, theta, X, Y, w, 0, N, inv_N, grad, scratch) / W_sum
+        return rows_gradients(spec, theta, X, Y, w, np.int64(0), N, inv_N, grad, scratch) / W_sum
     return gradients_in_groups(spec, theta, X, Y, w, inv_N, n_groups, grad) / W_sum
 
 
