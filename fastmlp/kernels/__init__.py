@@ -284,21 +284,18 @@ def gradients_compiled(spec, theta, X, Y, w, lr, reg, penalty, take_step):
     with it, one gradient-descent step of lr on theta instead (the gradient then empty), an update that
     is not finite undone (from a copy of theta taken before it: the in-place path updates during its
     backward pass)."""
+    gradient = np.empty(0 if take_step else theta.size, theta.dtype)
+    if not (rows_finite(X) and all_finite(Y)):
+        return False, np.nan, gradient, False
     scratch = new_scratch(spec, theta, X, X.shape[0])
     if not take_step:
-        grad = np.empty_like(theta)
-        if not (rows_finite(X) and all_finite(Y)):
-            return False, np.nan, grad, False
-        return True, loss_and_gradients_into(spec, theta, X, Y, w, reg, penalty, grad, scratch), grad, False
-    no_gradient = np.empty(0, theta.dtype)
-    if not (rows_finite(X) and all_finite(Y)):
-        return False, np.nan, no_gradient, False
+        return True, loss_and_gradients_into(spec, theta, X, Y, w, reg, penalty, gradient, scratch), gradient, False
     before = theta.copy()
     value = step_into(spec, theta, X, Y, w, lr, reg, penalty, scratch)
     if all_finite(theta):
-        return True, value, no_gradient, True
+        return True, value, gradient, True
     theta[:] = before
-    return True, value, no_gradient, False
+    return True, value, gradient, False
 
 
 def warmup(dtypes=("float64", "float32"), sparse=True):
@@ -311,13 +308,12 @@ def warmup(dtypes=("float64", "float32"), sparse=True):
     from ..loop import LoopSettings
     fused = Architecture((2, 2, 2), ("sigmoid",), "sigmoid", "mse", True)
     layered = Architecture((3, 2, 2), ("relu",), "softmax", "cross_entropy", True)
+    cases = [(fused, np.asarray), (layered, np.asarray)] + ([(layered, scipy.sparse.csr_matrix)] if sparse else [])
     timings = {}
     for name in dtypes:
         dt = np.dtype(name)
         t0 = time.perf_counter()
-        for arch, as_rows in ((fused, np.asarray), (layered, np.asarray), (layered, scipy.sparse.csr_matrix)):
-            if as_rows is not np.asarray and not sparse:
-                continue
+        for arch, as_rows in cases:
             D, O = arch.sizes[0], arch.sizes[-1]
             X, Y, y, w = as_rows(np.zeros((3, D), dt)), np.zeros((3, O), dt), np.zeros(3, np.int64), np.zeros(0, dt)
             theta = np.zeros(arch.n_parameters, dt)
