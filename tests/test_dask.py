@@ -114,7 +114,7 @@ def test_workers_use_their_thread_budget_and_the_cached_kernels(client, digits):
 
 
 def test_thread_budget_follows_omp_num_threads_unless_numba_is_told():
-    from fastmlp.kernels import thread_budget
+    from fastmlp.kernels.threads import thread_budget
     assert thread_budget({"OMP_NUM_THREADS": "1"}) == 1
     assert thread_budget({"OMP_NUM_THREADS": "3,2"}) == 3                 # OpenMP's nested form: the outer
     assert thread_budget({"OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "2"}) is None

@@ -210,7 +210,8 @@ POOLS = ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
 
 def test_bitwise_deterministic_across_threads_and_runs():
     """Every pool's thread count, 1 or 2, together and one at a time, and a second run: the same bits
-    of forward, step and fit, on the fused path and on narrow, deep and wide layered networks. The
+    of forward, step and fit, on the fused path and on narrow, deep and wide layered networks (short
+    calls keep their two threads even when the other pytest worker is busy: FASTMLP_FOLLOW_IDLE_CORES=0). The
     guarantee comes from the construction (kernels.plan: the cut follows the shapes; kernels.blas:
     BLAS runs on one thread inside every call), not from one BLAS kernel's blocking; the test runs
     with whatever OpenBLAS kernel this machine picks (OPENBLAS_CORETYPE is left as it is)."""
@@ -219,8 +220,8 @@ def test_bitwise_deterministic_across_threads_and_runs():
     settings += [dict.fromkeys(POOLS, "2")]                                  # run to run
     outputs = []
     for threads in settings:
-        run = subprocess.run([sys.executable, "-c", DETERMINISM_SCRIPT], env=dict(os.environ, **threads),
-                             capture_output=True, text=True)
+        run = subprocess.run([sys.executable, "-c", DETERMINISM_SCRIPT], capture_output=True, text=True,
+                             env=dict(os.environ, FASTMLP_FOLLOW_IDLE_CORES="0", **threads))
         assert run.returncode == 0, run.stderr[-2000:]
         outputs.append(json.loads(run.stdout))
     for threads, out in zip(settings[1:], outputs[1:]):
@@ -474,7 +475,7 @@ print(json.dumps({name: os.environ.get(name) for name in ("GOMP_SPINCOUNT", "OMP
 
 @pytest.mark.parametrize("user", [{}, {"GOMP_SPINCOUNT": "77"}, {"OMP_WAIT_POLICY": "active"}])
 def test_starting_threads_leaves_the_environment_as_it_was(user):
-    """Numba's OpenMP threads start with a short spin (kernels.OMP_SPIN) unless the user chose a wait
+    """Numba's OpenMP threads start with a short spin (kernels.threads.OMP_SPIN) unless the user chose a wait
     policy; either way the process's environment afterwards is the user's."""
     env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
     run = subprocess.run([sys.executable, "-c", THREADS_SCRIPT], env=dict(env, **user), capture_output=True,
@@ -525,6 +526,67 @@ def test_one_blas_thread_restores_the_count_once_for_nested_holders():
     assert get() == 1
     inner.__exit__(None, None, None)
     assert get() == before
+
+
+def test_short_calls_take_the_callers_core_and_the_idle_ones():
+    """threads_given: runnable counts the caller and fastmlp's own threads still spinning."""
+    from fastmlp.kernels.threads import threads_given
+    assert threads_given(2, cpus=2, runnable=1, own_spinning=0) == 2         # the other core is idle
+    assert threads_given(2, cpus=2, runnable=2, own_spinning=0) == 1         # someone holds it
+    assert threads_given(2, cpus=2, runnable=2, own_spinning=1) == 2         # fastmlp's own thread holds it
+    assert threads_given(4, cpus=8, runnable=6, own_spinning=0) == 3
+    assert threads_given(2, cpus=2, runnable=9, own_spinning=0) == 1         # never fewer than one
+
+
+def loadavg(tmp_path, runnable):
+    path = tmp_path / "loadavg"
+    path.write_text(f"0.52 0.61 0.70 {runnable}/187 4242\n")
+    return str(path)
+
+
+def test_idle_cores_reads_the_runnable_threads_and_allows_for_its_own_spin(tmp_path, monkeypatch):
+    from fastmlp.kernels import threads
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    busy = threads.IdleCores(loadavg(tmp_path, 2))
+    assert busy.runnable() == 2 and busy.threads(2) == 1 and busy.threads(1) == 1
+    busy.ended(2)                                  # fastmlp's other thread may still spin ...
+    assert busy.threads(2) == 2
+    monkeypatch.setattr(threads.time, "perf_counter", lambda: busy.last_end + 2 * threads.OWN_SPIN_S)
+    assert busy.threads(2) == 1                    # ... but not for long
+    assert threads.IdleCores(loadavg(tmp_path, 1)).threads(2) == 2
+    assert threads.IdleCores(str(tmp_path / "absent")).threads(2) == 2
+    assert threads.IdleCores(loadavg(tmp_path, 2), follow=False).threads(2) == 2
+    (tmp_path / "garbled").write_text("no numbers here")
+    assert threads.IdleCores(str(tmp_path / "garbled")).threads(2) == 2
+
+
+@pytest.mark.parametrize("rows, threads_inside", [(128, 1), (8192, 2)], ids=["short", "long"])
+def test_a_short_call_runs_on_one_thread_when_the_other_core_is_busy(tmp_path, monkeypatch, rows,
+                                                                      threads_inside):
+    """A short step with the other core busy runs its groups on one thread (the same bits), and
+    Numba's count is the caller's again afterwards; a long one keeps its threads."""
+    import numba
+    from fastmlp.kernels import threads
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("Numba has one thread here")
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads, "idle_cores", lambda: busy)
+    busy = threads.IdleCores(loadavg(tmp_path, 2))
+    arch = Architecture((64, 128, 10), ("relu",), "softmax", "cross_entropy", True)
+    X, Y, theta = random_problem(np.random.default_rng(0), arch, rows)
+    seen, original = [], kernels.gradients_compiled
+    monkeypatch.setattr(kernels, "gradients_compiled",
+                        lambda *args: (seen.append(numba.get_num_threads()), original(*args))[1])
+    before = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        loss_busy, gradient_busy = kernels.loss_and_gradients(arch, theta, X, Y)
+        assert seen == [threads_inside] and numba.get_num_threads() == 2
+        monkeypatch.setattr(threads, "idle_cores", lambda: threads.IdleCores(follow=False))
+        loss_idle, gradient_idle = kernels.loss_and_gradients(arch, theta, X, Y)
+        assert seen[-1] == 2 and loss_busy == loss_idle and np.array_equal(gradient_busy, gradient_idle)
+    finally:
+        numba.set_num_threads(before)
 
 
 @pytest.mark.parametrize("dtype, ulps", [(np.float64, 4), (np.float32, 4)])

@@ -22,7 +22,6 @@ training loop checks for them). Results agree with the reference to the toleranc
 
 import contextlib
 import functools
-import os
 import time
 
 import numba as nb
@@ -39,73 +38,9 @@ from .loop import train_loop_compiled
 from .plan import LAYER_MAX_GROUPS
 from .passes import forward_into, loss_and_gradients_into, new_scratch, penalty_value, step_into
 from .sparse import as_csr, rows_finite
+from .threads import CallThreads, start_threads
 
 PENALTY_CODES = {name: code for code, name in enumerate(sorted(PENALTIES))}   # l1: 0, l2: 1
-
-
-# How long Numba's OpenMP threads spin for work after a parallel region before they sleep: libgomp's
-# default (300,000 spins, milliseconds) kept a core busy through the caller's next NumPy product,
-# whose own BLAS threads then waited for it: alternating a NumPy step with a fastmlp step at
-# (128, 64, 128, 10), 2 threads, NumPy's took 4.1 ms instead of 0.17 (2-core AMD EPYC, SkylakeX
-# kernels); with 4,000 spins, 0.19. Fewer spins let the threads fall asleep between back-to-back
-# steps, and waking one costs 20-40 us in a virtual machine: 1,000 spins took the public step
-# there from 83 to 97 us (188 in the benchmark harness's loop).
-OMP_SPIN = {"GOMP_SPINCOUNT": "4000"}
-
-
-@functools.cache
-def start_threads():
-    """Start Numba's thread pool, once per process, its OpenMP threads spinning for OMP_SPIN only,
-    unless the user set OMP_WAIT_POLICY or GOMP_SPINCOUNT (libgomp reads them when it loads: the
-    process's environment is restored right after). A cached function that calls a parallel one
-    does not start the pool when loaded from the cache, and the parallel call then crashes (numba
-    issue #8578); get_num_threads() starts it. spec_of, where every entry point below starts, calls
-    this."""
-    chosen = any(name in os.environ for name in ("OMP_WAIT_POLICY", *OMP_SPIN))
-    with environment({} if chosen else OMP_SPIN):
-        nb.get_num_threads()
-
-
-def hold_to_budget():
-    """Numba's threads for the calling thread (Numba counts them per thread) held to thread_budget."""
-    budget = process_budget()
-    if budget is not None and nb.get_num_threads() > budget:
-        nb.set_num_threads(budget)
-
-
-@functools.cache
-def process_budget():
-    return thread_budget(os.environ)
-
-
-def thread_budget(env):
-    """How many threads fastmlp may use when NUMBA_NUM_THREADS does not say: OMP_NUM_THREADS, the budget
-    that schedulers give a process (a dask worker's nanny sets it, and OPENBLAS/MKL_NUM_THREADS, to its
-    threads per worker, but not Numba's: distributed issue #9075), so that 2 one-thread workers on 2
-    cores run 2 threads, not 4. None: no budget. (Work is cut from the shapes alone, so the bits do not
-    change with it.)"""
-    if "NUMBA_NUM_THREADS" in env:
-        return None
-    try:
-        budget = int(env.get("OMP_NUM_THREADS", "").split(",")[0])
-    except ValueError:
-        return None
-    return budget if budget >= 1 else None
-
-
-@contextlib.contextmanager
-def environment(settings):
-    """os.environ with `settings` added for the duration, then as it was."""
-    before = {name: os.environ.get(name) for name in settings}
-    os.environ.update(settings)
-    try:
-        yield
-    finally:
-        for name, value in before.items():
-            if value is None:
-                del os.environ[name]
-            else:
-                os.environ[name] = value
 
 
 def is_fused(arch):
@@ -144,15 +79,16 @@ def dropout_state(dropout):
     return np.array([dropout.seed, dropout.step, *dropout.rates], np.float64)
 
 
-AS_IT_IS = contextlib.nullcontext()
+NO_BLAS_THREADS = contextlib.nullcontext()
 
 
-def blas_threads_for(spec):
-    """The context a kernel call on `spec` runs in: Numba's threads within the process's budget
-    (hold_to_budget), and BLAS on one thread for the layered path (its products go through BLAS), as
-    it is for the fused path (no BLAS)."""
-    hold_to_budget()
-    return AS_IT_IS if spec[5] else one_blas_thread()
+def threads_for(spec, rows):
+    """The context of a kernel call on `spec` over `rows` rows (threads.CallThreads): Numba's threads
+    within the process's budget and, for a short call, the cores idle now; BLAS on one thread for the
+    layered path (its products go through BLAS; the fused path calls none)."""
+    sizes = spec[0]
+    macs = rows * int(sizes[:-1] @ sizes[1:])
+    return CallThreads(macs, NO_BLAS_THREADS if spec[5] else one_blas_thread())
 
 
 def as_kernel_weights(weights, theta):
@@ -186,7 +122,7 @@ def forward(arch, theta, X):
     sparse = is_sparse(X)
     spec = spec_of(arch, False, sparse)
     no_rows = np.empty((0, arch.sizes[-1]), theta.dtype)
-    with blas_threads_for(spec):
+    with threads_for(spec, X.shape[0]):
         finite, _, out = outputs_compiled(spec, theta, as_kernel_rows(X, sparse), no_rows,
                                           as_kernel_weights(None, theta), 0.0, 0)
     raise_if_not_finite(finite, ("X", X))
@@ -197,7 +133,7 @@ def loss(arch, theta, X, Y, reg=0.0, penalty="l2", weights=None):
     """The data loss plus (reg / N) * penalty(weights), as a Python float."""
     sparse = is_sparse(X)
     spec = spec_of(arch, weights is not None, sparse)
-    with blas_threads_for(spec):
+    with threads_for(spec, X.shape[0]):
         finite, value, _ = outputs_compiled(spec, theta, as_kernel_rows(X, sparse), Y,
                                             as_kernel_weights(weights, theta), reg, PENALTY_CODES[penalty])
     raise_if_not_finite(finite, ("X", X), ("Y", Y))
@@ -210,7 +146,7 @@ def loss_and_gradients(arch, theta, X, Y, reg=0.0, penalty="l2", weights=None, d
     sparse = is_sparse(X)
     spec = spec_of(arch, weights is not None, sparse, dropout is not None)
     spec = spec[:7] + (dropout_state(dropout),)
-    with blas_threads_for(spec):
+    with threads_for(spec, X.shape[0]):
         finite, value, gradient, _ = gradients_compiled(spec, theta, as_kernel_rows(X, sparse), Y,
                                                         as_kernel_weights(weights, theta), 0.0, reg,
                                                         PENALTY_CODES[penalty], False)
@@ -223,7 +159,7 @@ def step(arch, theta, X, Y, lr, reg=0.0, penalty="l2", weights=None):
     finite is not taken: FloatingPointError, theta as it was."""
     sparse = is_sparse(X)
     spec = spec_of(arch, weights is not None, sparse)
-    with blas_threads_for(spec):
+    with threads_for(spec, X.shape[0]):
         finite, value, _, updated = gradients_compiled(spec, theta, as_kernel_rows(X, sparse), Y,
                                                        as_kernel_weights(weights, theta), lr, reg,
                                                        PENALTY_CODES[penalty], True)
@@ -246,7 +182,7 @@ def train_loop(arch, theta, data, settings, curves):
     settings = tuple(settings._replace(penalty=PENALTY_CODES[settings.penalty], stopping=tuple(stopping),
                                        optimizer=settings.optimizer.kernel_state(),
                                        dropout=dropout_state(settings.dropout)))
-    with blas_threads_for(spec):
+    with threads_for(spec, Xb.shape[0]):
         return train_loop_compiled(spec, theta, data, settings, curves)
 
 
