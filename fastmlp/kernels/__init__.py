@@ -7,6 +7,7 @@ train_loop), for any network. The modules follow the bricks:
     memory     scratch aligned to cache lines; arrays borrowed without reference counting
     blas       matrix products through BLAS from compiled code, accumulating in place
     plan       how a batch is cut into chunks and groups (shapes only: bitwise deterministic)
+    threads    Numba's threads: started once, held to the process's budget, short calls on idle cores
     sparse     sparse X (CSR): the first layer's product and weight gradient on the nonzeros
     layers     any network, layer by layer (BLAS products, activations, output and loss)
     fused      the article's arrangement with few inputs: one fused pass per hidden unit
