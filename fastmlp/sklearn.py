@@ -455,6 +455,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                              dtype=(np.float64, np.float32), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
+        if incremental and hasattr(self, "classes_"):
+            Y = self._encoded(y)             # every label among classes_: the checks below would pass
+            if Y is not None:
+                return X, Y.astype(X.dtype), y
         check_classification_targets(y)
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
             self._label_binarizer = LabelBinarizer().fit(y)
@@ -467,7 +471,26 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             if not self.warm_start and len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
                 raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
                                  f"{self.classes_}. 'y' has {classes}.")
-        return X, self._label_binarizer.transform(y).astype(X.dtype), y
+        Y = self._encoded(y)
+        return X, (self._label_binarizer.transform(y) if Y is None else Y).astype(X.dtype), y
+
+    def _encoded(self, y):
+        """1-D labels as the network's targets, as LabelBinarizer.transform gives them (a 0/1 column for
+        two classes, one-hot columns for more), by a search in the sorted classes_; None where y is not
+        1-D labels all among classes_ (the caller's scikit-learn checks then say what is wrong).
+        LabelBinarizer's own checks took 90 of the 445 ms of a partial_fit on 500,000 rows."""
+        classes = self.classes_
+        if y.ndim != 1 or self._label_binarizer.y_type_ not in ("binary", "multiclass"):
+            return None
+        try:
+            index = np.minimum(np.searchsorted(classes, y), len(classes) - 1)
+            if not np.all(classes[index] == y):
+                return None
+        except TypeError:                     # labels that do not compare with classes_
+            return None
+        if self._label_binarizer.y_type_ == "binary":
+            return (index == 1)[:, None]
+        return np.eye(len(classes), dtype=bool)[index]
 
     def _validation_targets(self, y_val, n_samples):
         """y_val as the network's targets, its labels among classes_."""

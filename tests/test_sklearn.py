@@ -249,6 +249,30 @@ def test_partial_fit_and_warm_start_follow_scikit_learn(digits):
         MLPClassifier().partial_fit(X, y)
 
 
+@pytest.mark.parametrize("labels", [np.array([3, 7]), np.array([0, 1, 2]), np.array(["cat", "dog", "emu", "yak"]),
+                                    np.array([1.0, 2.0, 4.0])], ids=["binary", "multiclass", "strings", "floats"])
+def test_partial_fit_encodes_labels_as_label_binarizer_does_and_refuses_unknown_ones(labels):
+    """partial_fit's targets for labels among classes_ come from a search in classes_, not from
+    LabelBinarizer (its checks cost a fifth of a large partial_fit): the same targets; labels outside
+    classes_, or of another kind, still get scikit-learn's error."""
+    from sklearn.preprocessing import LabelBinarizer
+    rng = np.random.default_rng(0)
+    y = labels[rng.integers(0, len(labels), 200)]
+    X = rng.normal(size=(200, 3))
+    est = MLPClassifier((4,), random_state=0).partial_fit(X, y, classes=labels)
+    _, Y, _ = est._validate_input(X, y, incremental=True, reset=False)
+    np.testing.assert_array_equal(Y, LabelBinarizer().fit(labels).transform(y))
+    if labels.dtype.kind in "iu":
+        _, Y_float, _ = est._validate_input(X, y.astype(float), incremental=True, reset=False)
+        np.testing.assert_array_equal(Y_float, Y)
+    unknown = np.where(np.arange(200) == 5, np.array(["zebra"]) if labels.dtype.kind == "U" else labels.max() + 1, y)
+    with pytest.raises(ValueError, match="classes not in"):
+        est.partial_fit(X, unknown)
+    if labels.dtype.kind in "iuf":
+        with pytest.raises(ValueError, match="Unknown label type"):
+            est.partial_fit(X, y + 0.25)
+
+
 def test_coefs_are_the_parameters_predictions_use(digits):
     X, y = digits
     est = MLPClassifier((8,), max_iter=3, random_state=0).fit(X, y)
