@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import fastmlp
-from fastmlp.files import write_csv
+from fastmlp.results import merge_machine_rows
 from machine import this_machine
 
 BRICKS_CSV = pathlib.Path(__file__).resolve().parents[1] / "results" / "bricks.csv"
@@ -60,7 +60,7 @@ def test_bricks(benchmark, request):
         return
     frame = benchmark.pedantic(brick_rows, kwargs=dict(rounds=7, steps=2000), rounds=1)
     frame.insert(0, "machine", this_machine())
-    write_csv(frame, BRICKS_CSV)
+    merge_machine_rows(frame, BRICKS_CSV)
     print(frame.to_string())
     judged = frame[frame["activation"].isin(NEW) | (frame["dropout"] > 0)]
     slow = {f"{r.activation}{'+dropout' if r.dropout else ''} {r.dtype}": round(r.ratio, 2)

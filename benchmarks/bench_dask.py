@@ -36,7 +36,7 @@ from sklearn.model_selection import GridSearchCV  # noqa: E402
 from sklearn.neural_network import MLPClassifier as SkClassifier  # noqa: E402
 
 import fastmlp  # noqa: E402
-from fastmlp.files import write_csv  # noqa: E402
+from fastmlp.results import merge_machine_rows  # noqa: E402
 from machine import this_machine  # noqa: E402
 
 DASK_CSV = pathlib.Path(__file__).resolve().parents[1] / "results" / "dask.csv"
@@ -129,7 +129,7 @@ def test_dask(benchmark, request):
     rows += benchmark.pedantic(fresh_worker_rows, rounds=1)
     frame = pd.DataFrame(rows)
     frame.insert(0, "machine", this_machine())
-    write_csv(frame, DASK_CSV)
+    merge_machine_rows(frame, DASK_CSV)
     print(frame.to_string())
     search = frame[frame["case"] == "search"]
     larger = frame[frame["case"] == "larger than memory"].set_index("library")

@@ -24,7 +24,7 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-from fastmlp.files import write_csv  # noqa: E402
+from fastmlp.results import merge_machine_rows  # noqa: E402
 from machine import this_machine  # noqa: E402
 
 SPARSE_CSV = pathlib.Path(__file__).resolve().parents[1] / "results" / "sparse.csv"
@@ -93,7 +93,7 @@ def test_sparse(benchmark, request):
         return
     frame = benchmark.pedantic(race_rows, args=(DOCUMENTS, EPOCHS), rounds=1)
     frame.insert(0, "machine", this_machine())
-    write_csv(frame, SPARSE_CSV)
+    merge_machine_rows(frame, SPARSE_CSV)
     print(frame.to_string())
     for _, pair in frame.groupby("dtype"):
         losses = pair.set_index("library")["final_loss"]

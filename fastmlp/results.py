@@ -136,6 +136,21 @@ def merge_results(new, path):
     return pd.read_csv(path)
 
 
+def merge_machine_rows(frame, path):
+    """Write one run's rows (`frame`, with a `machine` column) into the CSV at `path`: they replace
+    the rows of their machine; other machines' rows are written back as they were read. Returns path."""
+    try:
+        old = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        old = frame.iloc[:0]
+    if "machine" in old:
+        old = old[~old["machine"].isin(frame["machine"].astype(str))]
+        frame = pd.concat([old, frame], ignore_index=True) if len(old) else frame
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+    return path
+
+
 def upgrade(frame):
     """A CSV written before rows carried their machine and run: each row gets `machine` from its own
     cpu and blas columns (its vector instructions read off the BLAS kernel, its cores the most threads

@@ -239,3 +239,19 @@ def test_fastmlp_bench_measures_a_new_network_with_the_harness(tmp_path, capsys)
     assert (numba["max_rel_err"] <= 1e-9).all() and numba["fraction_of_peak"].notna().all()
     printed = capsys.readouterr().out
     assert "vs_fastmlp" in printed and "fraction_of_peak" in printed
+
+
+def test_side_csvs_keep_other_machines_rows(tmp_path):
+    """bench_bricks/bench_dask/bench_sparse's CSVs: a run replaces its own machine's rows only; the
+    others come back byte for byte."""
+    path = tmp_path / "side.csv"
+    path.write_text("machine,case,seconds,note\nintel-avx512-2c,a,0.1000000000000000055,\"x, y\"\n"
+                    "amd-avx2-2c,a,2.5,\namd-avx2-2c,b,3.5,\n")
+    results.merge_machine_rows(pd.DataFrame({"machine": ["amd-avx2-2c"], "case": ["a"], "seconds": [1.25],
+                                             "note": [np.nan]}), path)
+    lines = path.read_text().splitlines()
+    assert lines == ["machine,case,seconds,note", "intel-avx512-2c,a,0.1000000000000000055,\"x, y\"",
+                     "amd-avx2-2c,a,1.25,"]
+    fresh = tmp_path / "fresh.csv"
+    results.merge_machine_rows(pd.DataFrame({"machine": ["m"], "case": ["a"]}), fresh)
+    assert fresh.read_text().splitlines() == ["machine,case", "m,a"]
