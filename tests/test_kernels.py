@@ -622,3 +622,23 @@ def test_vectorisable_erf_of_gelu_is_scipys_within_2e_15():
         return np.log(erfcx(2 / t - 2) / t)
     np.testing.assert_allclose(fastmath.ERFC_G_CHEB, chebyshev.chebinterpolate(g, fastmath.ERFC_G_CHEB.size - 1),
                                rtol=0, atol=1e-14)
+
+
+def test_float32_gelu_parts_keep_their_relative_accuracy_in_the_tail():
+    """gelu's (Phi, phi) in float32 (fastmath.gelu_parts32: Numerical Recipes' erfcc, Phi from erfc
+    below 0) against scipy's ndtr in float64 at the same float32 inputs: relative, down to Phi(-13) =
+    6e-39, within a few ulp plus what exp(-z**2 / 2) loses to its rounded argument (z**2 ulp: float32's
+    0.5 (1 + erf) is 0 from z = -6 on)."""
+    import numba
+    from scipy.special import ndtr
+    from fastmlp.kernels import fastmath
+    parts = numba.njit(lambda a: [fastmath.gelu_parts(x) for x in a])
+    z = np.concatenate([np.linspace(-13, 13, 52001), [0.0, -0.0, 1e-30, -1e-30, 40.0, -40.0, 3e38, -3e38]])
+    z = z.astype(np.float32).astype(np.float64)               # the references at the float32 inputs
+    got = np.array(parts(z.astype(np.float32)), dtype=np.float64)
+    cdf, density = ndtr(z), np.exp(-z * z / 2) / np.sqrt(2 * np.pi)
+    finite = np.abs(z) <= 13
+    bound = 8 * 2.0**-24 * (1 + z[finite] ** 2)
+    assert np.all(np.abs(got[finite, 0] / cdf[finite] - 1) <= bound)
+    assert np.all(np.abs(got[finite, 1] / density[finite] - 1) <= bound)
+    assert np.all(np.abs(got[~finite, 0] - (z[~finite] > 0)) < 1e-37) and np.all(got[~finite, 1] < 1e-37)
