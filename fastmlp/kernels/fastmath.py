@@ -306,47 +306,76 @@ def gelu_parts64(z):
     return 0.5 * (1.0 + erf64(z * INV_SQRT2)), exp_nonpositive64(-0.5 * z * z) * INV_SQRT_2PI
 
 
-# In float32, erfc from Numerical Recipes' erfcc: the same t = 2 / (2 + x) and erfc(x) = t exp(-x**2 +
-# g(t)), with g their degree-9 polynomial in t (fractional error below 1.2e-7 for every x >= 0), and
-# Phi(z) = erfc(-z / sqrt 2) / 2 for z < 0 (so Phi keeps its relative accuracy in the tail), else
-# 1 - erfc(z / sqrt 2) / 2. Ten multiply-adds and one division against float64's 18-term recurrence
-# (float32's gelu step at (128, 64, 128, 10) went from 1.79x ReLU's to 1.21x on a 2-core AMD EPYC).
-# In the tail exp(-z**2 / 2) carries its rounded argument's error, z**2 float32 ulp (1e-5 at z = -13,
-# where Phi is 6e-39; float32's 0.5 (1 + erf(z / sqrt 2)) is 0 from z = -6 on).
-ERFCC_32 = tuple(np.float32(c) for c in (
-    -1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806,
-    0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277))
+# In float32, one exponential serves Phi and phi: with x = |z| / sqrt 2 and t = 2 / (2 + x) as above,
+#     erfc(x) = t exp(-x**2) P(t),   P(t) = erfcx(x) / t,   exp(-x**2) = exp(-z**2 / 2),
+# P a degree-10 polynomial in u = 2 t - 1 (the power form of its Chebyshev interpolant on t in [0, 1],
+# relative error 1.4e-7; tests re-derive it), and Phi(z) = erfc(x) / 2 for z < 0 (so Phi keeps its
+# relative accuracy in the tail), else 1 - erfc(x) / 2. Two divisions a unit (t, and the exponential's),
+# where erf64's form takes three. In the tail exp(-z**2 / 2) carries its rounded argument's error,
+# z**2 float32 ulp (2e-5 at z = -13, where Phi is 6e-39; float32's 0.5 (1 + erf) is 0 from z = -6 on).
+# float32's gelu step at (128, 64, 128, 10) took 1.79x ReLU's with float64's erf, 1.21x with Numerical
+# Recipes' erfcc (two exponentials), 1.07x and 1.19x in two runs with this (2-core AMD EPYC, AVX2).
+ERFCX_P_32 = tuple(np.float32(c) for c in (
+    5.10791353e-01, 3.43580313e-01, 1.39735946e-01, 1.82217491e-02, -1.07533109e-02, -3.24373307e-03,
+    1.53384704e-03, 4.31040022e-04, -3.04719086e-04, -3.67643617e-05, 4.42884145e-05))
 INV_SQRT2_32, INV_SQRT_2PI_32 = np.float32(INV_SQRT2), np.float32(INV_SQRT_2PI)
 
 
 @nb.njit(inline="always", **STRICT)
 def gelu_parts32(z):
     """gelu_parts64 in float32 (see above)."""
-    c0, c1, c2, c3, c4, c5, c6, c7, c8, c9 = ERFCC_32
-    half = np.float32(0.5)
-    a = min(abs(z) * INV_SQRT2_32, np.float32(10))      # beyond, exp(-a**2) is below float32's normals
-    t = np.float32(1) / (np.float32(1) + half * a)
-    g = c0 + t * (c1 + t * (c2 + t * (c3 + t * (c4 + t * (c5 + t * (c6 + t * (c7 + t * (c8 + t * c9))))))))
-    half_erfc = half * t * exp_nonpositive32(min(g - a * a, np.float32(0)))
-    cdf = half_erfc if z < 0 else np.float32(1) - half_erfc
-    return cdf, exp_nonpositive32(-half * z * z) * INV_SQRT_2PI_32
+    p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10 = ERFCX_P_32
+    one, half = np.float32(1), np.float32(0.5)
+    gauss = exp_nonpositive32(-half * z * z)                  # exp(-z**2 / 2), clamped below at X_MIN_32
+    t = one / (one + half * INV_SQRT2_32 * abs(z))
+    u = np.float32(2) * t - one
+    p = p0 + u * (p1 + u * (p2 + u * (p3 + u * (p4 + u * (p5 + u * (p6 + u * (p7 + u * (p8 + u * (p9 + u * p10)))))))))
+    half_erfc = half * t * gauss * p
+    return (half_erfc if z < 0 else one - half_erfc), gauss * INV_SQRT_2PI_32
 
 
-def gelu_parts(z):
-    """(Phi(z), phi(z)) in z's float type."""
+# gelu over rows, by dtype at compile time: a whole loop per overload, so that the call happens once a
+# block of rows, not once a unit. (Dispatching gelu_parts itself left its float64 body out of line,
+# called once a unit: the loop stopped vectorising and the float64 gelu step took 4x ReLU's.)
+
+def gelu_rows(Z, b):
+    """Z[i, j] = gelu(Z[i, j] + b[j]) in place for Z (n, width), in Z's float type."""
 
 
-def _gelu_parts32(z):
-    return gelu_parts32(z)
+def gelu_rows_keeping_derivative(Z, b, dh_dz):
+    """gelu_rows, and gelu'(z) = Phi(z) + z phi(z) into dh_dz (n, width)."""
 
 
-def _gelu_parts64(z):
-    return gelu_parts64(z)
+def _parts_for(Z):
+    return gelu_parts32 if Z.dtype == types.float32 else gelu_parts64
 
 
-@overload(gelu_parts)
-def _gelu_parts_for_dtype(z):
-    return _gelu_parts32 if z == types.float32 else _gelu_parts64
+@overload(gelu_rows, jit_options=dict(error_model="numpy", fastmath=FAST["fastmath"]))
+def _gelu_rows_for_dtype(Z, b):
+    parts = _parts_for(Z)
+
+    def gelu_rows_impl(Z, b):
+        n, width = Z.shape
+        for i in range(n):
+            for j in range(width):
+                z = Z[i, j] + b[j]
+                Z[i, j] = z * parts(z)[0]
+    return gelu_rows_impl
+
+
+@overload(gelu_rows_keeping_derivative, jit_options=dict(error_model="numpy", fastmath=FAST["fastmath"]))
+def _gelu_rows_keeping_derivative_for_dtype(Z, b, dh_dz):
+    parts = _parts_for(Z)
+
+    def gelu_rows_keeping_derivative_impl(Z, b, dh_dz):
+        n, width = Z.shape
+        for i in range(n):
+            for j in range(width):
+                z = Z[i, j] + b[j]
+                cdf, density = parts(z)
+                Z[i, j] = z * cdf
+                dh_dz[i, j] = cdf + z * density
+    return gelu_rows_keeping_derivative_impl
 
 
 @nb.njit(inline="always", **STRICT)
@@ -399,10 +428,7 @@ def activate_rows(Z, b, code):
                 z = Z[i, j] + b[j]
                 Z[i, j] = softplus(z)
     elif code == GELU:
-        for i in range(n):
-            for j in range(width):
-                z = Z[i, j] + b[j]
-                Z[i, j] = z * gelu_parts(z)[0]
+        gelu_rows(Z, b)
     elif code == SILU:
         for i in range(n):
             for j in range(width):
@@ -420,12 +446,7 @@ def activate_rows_keeping_derivative(Z, b, code, dh_dz):
     n, width = Z.shape
     one = Z.dtype.type(1)
     if code == GELU:
-        for i in range(n):
-            for j in range(width):
-                z = Z[i, j] + b[j]
-                cdf, density = gelu_parts(z)
-                Z[i, j] = z * cdf
-                dh_dz[i, j] = cdf + z * density
+        gelu_rows_keeping_derivative(Z, b, dh_dz)
     else:
         for i in range(n):
             for j in range(width):
