@@ -624,6 +624,24 @@ def test_vectorisable_erf_of_gelu_is_scipys_within_2e_15():
                                rtol=0, atol=1e-14)
 
 
+@pytest.mark.skipif(__import__("platform").machine() not in ("x86_64", "AMD64"), reason="reads x86 assembly")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_gelu_rows_vectorise(dtype):
+    """gelu's loops divide in packed registers (its t and its exponential): a dispatch by dtype per
+    unit once left float64's body out of line and its loop scalar (the step 4x ReLU's)."""
+    import numba
+    from fastmlp.kernels import fastmath
+
+    @numba.njit(**fastmath.FAST)
+    def rows(Z, b, D):
+        fastmath.gelu_rows_keeping_derivative(Z, b, D)
+    Z = np.ones((4, 64), dtype)
+    rows(Z, Z[0], Z.copy())
+    assembly = rows.inspect_asm(rows.signatures[0])
+    packed = "divpd" if dtype == np.float64 else "divps"
+    assert packed in assembly, f"no packed division ({packed}) in the {np.dtype(dtype).name} gelu loop"
+
+
 def test_float32_gelu_parts_keep_their_relative_accuracy_in_the_tail():
     """gelu's (Phi, phi) in float32 (fastmath.gelu_parts32: erfc = t exp(-x**2) P(t), one exponential
     for both, Phi from erfc below 0) against scipy's ndtr in float64 at the same float32 inputs:
