@@ -211,7 +211,8 @@ POOLS = ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
 def test_bitwise_deterministic_across_threads_and_runs():
     """Every pool's thread count, 1 or 2, together and one at a time, and a second run: the same bits
     of forward, step and fit, on the fused path and on narrow, deep and wide layered networks (short
-    calls keep their two threads even when the other pytest worker is busy: FASTMLP_FOLLOW_IDLE_CORES=0). The
+    calls keep their two threads even while the other pytest worker is busy:
+    FASTMLP_FOLLOW_IDLE_CORES=0). The
     guarantee comes from the construction (kernels.plan: the cut follows the shapes; kernels.blas:
     BLAS runs on one thread inside every call), not from one BLAS kernel's blocking; the test runs
     with whatever OpenBLAS kernel this machine picks (OPENBLAS_CORETYPE is left as it is)."""
@@ -475,8 +476,8 @@ print(json.dumps({name: os.environ.get(name) for name in ("GOMP_SPINCOUNT", "OMP
 
 @pytest.mark.parametrize("user", [{}, {"GOMP_SPINCOUNT": "77"}, {"OMP_WAIT_POLICY": "active"}])
 def test_starting_threads_leaves_the_environment_as_it_was(user):
-    """Numba's OpenMP threads start with a short spin (kernels.threads.OMP_SPIN) unless the user chose a wait
-    policy; either way the process's environment afterwards is the user's."""
+    """Numba's OpenMP threads start with a short spin (kernels.threads.OMP_SPIN) unless the user chose a
+    wait policy; either way the process's environment afterwards is the user's."""
     env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
     run = subprocess.run([sys.executable, "-c", THREADS_SCRIPT], env=dict(env, **user), capture_output=True,
                          text=True)
@@ -570,8 +571,8 @@ def test_a_short_call_runs_on_one_thread_when_the_other_core_is_busy(tmp_path, m
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("Numba has one thread here")
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(threads, "idle_cores", lambda: busy)
     busy = threads.IdleCores(loadavg(tmp_path, 2))
+    monkeypatch.setattr(threads, "idle_cores", lambda: busy)
     arch = Architecture((64, 128, 10), ("relu",), "softmax", "cross_entropy", True)
     X, Y, theta = random_problem(np.random.default_rng(0), arch, rows)
     seen, original = [], kernels.gradients_compiled
