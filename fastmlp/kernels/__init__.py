@@ -83,13 +83,12 @@ def dropout_state(dropout):
 NO_BLAS_THREADS = contextlib.nullcontext()
 
 
-def threads_for(spec, rows):
+def threads_for(arch, spec, rows):
     """The context of a kernel call on `spec` over `rows` rows (threads.CallThreads): Numba's threads
-    within the process's budget and, for a short call, the cores idle now; BLAS on one thread for the
-    layered path (its products go through BLAS; the fused path calls none)."""
-    sizes = spec[0]
-    macs = rows * int(sizes[:-1] @ sizes[1:])
-    return CallThreads(macs, NO_BLAS_THREADS if spec[5] else one_blas_thread())
+    within the process's budget and, for a short call (rows x arch.n_weights multiply-adds), the cores
+    idle now; BLAS on one thread for the layered path (its products go through BLAS; the fused path
+    calls none)."""
+    return CallThreads(rows * arch.n_weights, NO_BLAS_THREADS if spec[5] else one_blas_thread())
 
 
 def as_kernel_weights(weights, theta):
@@ -123,7 +122,7 @@ def forward(arch, theta, X):
     sparse = is_sparse(X)
     spec = spec_of(arch, False, sparse)
     no_rows = np.empty((0, arch.sizes[-1]), theta.dtype)
-    with threads_for(spec, X.shape[0]):
+    with threads_for(arch, spec, X.shape[0]):
         finite, _, out = outputs_compiled(spec, theta, as_kernel_rows(X, sparse), no_rows,
                                           as_kernel_weights(None, theta), 0.0, 0)
     raise_if_not_finite(finite, ("X", X))
@@ -134,7 +133,7 @@ def loss(arch, theta, X, Y, reg=0.0, penalty="l2", weights=None):
     """The data loss plus (reg / N) * penalty(weights), as a Python float."""
     sparse = is_sparse(X)
     spec = spec_of(arch, weights is not None, sparse)
-    with threads_for(spec, X.shape[0]):
+    with threads_for(arch, spec, X.shape[0]):
         finite, value, _ = outputs_compiled(spec, theta, as_kernel_rows(X, sparse), Y,
                                             as_kernel_weights(weights, theta), reg, PENALTY_CODES[penalty])
     raise_if_not_finite(finite, ("X", X), ("Y", Y))
@@ -147,7 +146,7 @@ def loss_and_gradients(arch, theta, X, Y, reg=0.0, penalty="l2", weights=None, d
     sparse = is_sparse(X)
     spec = spec_of(arch, weights is not None, sparse, dropout is not None)
     spec = spec[:7] + (dropout_state(dropout),)
-    with threads_for(spec, X.shape[0]):
+    with threads_for(arch, spec, X.shape[0]):
         finite, value, gradient, _ = gradients_compiled(spec, theta, as_kernel_rows(X, sparse), Y,
                                                         as_kernel_weights(weights, theta), 0.0, reg,
                                                         PENALTY_CODES[penalty], False)
@@ -160,7 +159,7 @@ def step(arch, theta, X, Y, lr, reg=0.0, penalty="l2", weights=None):
     finite is not taken: FloatingPointError, theta as it was."""
     sparse = is_sparse(X)
     spec = spec_of(arch, weights is not None, sparse)
-    with threads_for(spec, X.shape[0]):
+    with threads_for(arch, spec, X.shape[0]):
         finite, value, _, updated = gradients_compiled(spec, theta, as_kernel_rows(X, sparse), Y,
                                                        as_kernel_weights(weights, theta), lr, reg,
                                                        PENALTY_CODES[penalty], True)
@@ -183,7 +182,7 @@ def train_loop(arch, theta, data, settings, curves):
     settings = tuple(settings._replace(penalty=PENALTY_CODES[settings.penalty], stopping=tuple(stopping),
                                        optimizer=settings.optimizer.kernel_state(),
                                        dropout=dropout_state(settings.dropout)))
-    with threads_for(spec, Xb.shape[0]):
+    with threads_for(arch, spec, Xb.shape[0]):
         return train_loop_compiled(spec, theta, data, settings, curves)
 
 
