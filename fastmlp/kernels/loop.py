@@ -23,7 +23,7 @@ from .passes import (
     article_views, forward_into, loss_and_gradients_into, n_trained, new_scratch, penalty_value,
 )
 from .plan import fused_plan
-from .sparse import batch_buffer, by_kind, gather_rows, rows_of
+from .sparse import batch_buffer, by_kind, dense_gather, gather_rows, rows_of
 from ..loop import BAD_COUNT, BEST, BEST_STEP, LR_SCALE, MONITORS, STOPPED_AT
 
 NO_MONITOR, LOSS_MONITOR, VAL_LOSS_MONITOR = MONITORS["none"], MONITORS["loss"], MONITORS["val_loss"]
@@ -234,8 +234,7 @@ def train_steps(spec, theta, data, settings, curves, buffers, certify):
         if order.shape[0] > 0:
             rows = order[epoch - first_epoch][start:stop]
             X = gather_rows(Xb, rows, Xg)
-            for i in range(stop - start):
-                Yg[i] = Yb[rows[i]]
+            dense_gather(Yb, rows, Yg)
             if wg.shape[0] > 0:
                 for i in range(stop - start):
                     wg[i] = wb[rows[i]]
