@@ -508,6 +508,36 @@ def test_kernel_calls_hold_blas_to_one_thread_and_restore_it():
         set_(before)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("rows, cols, inner", [(7, 5, 3), (200, 1, 64), (64, 1, 200), (200, 64, 1), (1, 1, 1),
+                                               (33, 1, 1)])
+def test_gemm_matches_numpy_for_every_transpose_and_narrow_shapes(rows, cols, inner, dtype):
+    """blas.gemm, C = alpha op(A) @ op(B) + beta C, against NumPy for both transposes and beta 0 or 1,
+    through BLAS and through narrow_gemm's loops (one column, or an inner dimension of 1); beta 0
+    ignores what C held (NaN included), as BLAS does; C may be a column slice of a wider array."""
+    from fastmlp.kernels.blas import gemm
+    rng = np.random.default_rng(rows * 100 + cols * 10 + inner)
+    tol = 1e-13 if dtype == "float64" else 2e-5
+    for transpose_a in (False, True):
+        for transpose_b in (False, True):
+            A = rng.standard_normal((inner, rows) if transpose_a else (rows, inner)).astype(dtype)
+            B = rng.standard_normal((cols, inner) if transpose_b else (inner, cols)).astype(dtype)
+            product = (A.T if transpose_a else A).astype(float) @ (B.T if transpose_b else B).astype(float)
+            for beta in (0.0, 1.0):
+                wide = rng.standard_normal((rows, cols + 2)).astype(dtype)
+                before = wide[:, 1:cols + 1].copy()
+                if beta == 0:
+                    wide[:, 1:cols + 1] = np.nan
+                gemm(transpose_a, transpose_b, A, B, wide[:, 1:cols + 1], -0.5, beta, np.empty(2, dtype))
+                expected = -0.5 * product + beta * before
+                np.testing.assert_allclose(wide[:, 1:cols + 1], expected, rtol=tol, atol=tol * max(1, inner),
+                                           err_msg=f"op(A) {'A.T' if transpose_a else 'A'}, "
+                                                   f"op(B) {'B.T' if transpose_b else 'B'}, beta {beta}")
+                C = before.copy() if beta else np.full((rows, cols), np.nan, dtype)
+                gemm(transpose_a, transpose_b, A, B, C, -0.5, beta, np.empty(2, dtype))
+                np.testing.assert_allclose(C, expected, rtol=tol, atol=tol * max(1, inner))
+
+
 def test_one_blas_thread_restores_the_count_once_for_nested_holders():
     """Held, BLAS runs on one thread; overlapping holders (fits in two Python threads) leave the count
     as it was, not at 1, whichever leaves first."""
@@ -633,7 +663,7 @@ def test_gelu_rows_vectorise(dtype):
     import numba
     from fastmlp.kernels import fastmath
 
-    @numba.njit(**fastmath.FAST)
+    @numba.njit(**dict(fastmath.FAST, cache=False))     # (loaded from a cache, it has no assembly to read)
     def rows(Z, b, D):
         fastmath.gelu_rows_keeping_derivative(Z, b, D)
     Z = np.ones((4, 64), dtype)

@@ -16,10 +16,11 @@ import functools
 import threading
 
 import numba as nb
+import numpy as np
 from numba import types
 from numba.np.linalg import ensure_blas
 
-from .fastmath import STRICT
+from .fastmath import FAST, STRICT
 
 ensure_blas()      # numba_xxgemm needs scipy's BLAS; this says so at import rather than at a call
 
@@ -41,14 +42,58 @@ def gemm(transpose_a, transpose_b, A, B, C, alpha, beta, scalars):
 
     The kernels call this with BLAS held to one thread (one_blas_thread), where its blocking, and so
     every bit of C, follows from the shapes alone; with several threads OpenBLAS cuts a long inner
-    dimension at points that depend on its thread count and its kernel."""
+    dimension at points that depend on its thread count and its kernel. Products with one column or
+    an inner dimension of 1 do not reach BLAS (narrow_gemm)."""
     rows, cols = C.shape
     inner = A.shape[0] if transpose_a else A.shape[1]
+    if cols == 1 or inner == 1:
+        narrow_gemm(transpose_a, transpose_b, A, B, C, alpha, beta)
+        return
     scalars[0] = alpha
     scalars[1] = beta
     xxgemm(ord("d") if C.itemsize == 8 else ord("s"), YES if transpose_b else NO, YES if transpose_a else NO,
            cols, rows, inner, scalars[0:1].ctypes, B.ctypes, B.strides[0] // B.itemsize, A.ctypes,
            A.strides[0] // A.itemsize, scalars[1:2].ctypes, C.ctypes, C.strides[0] // C.itemsize)
+
+
+@nb.njit(**FAST)
+def narrow_gemm(transpose_a, transpose_b, A, B, C, alpha, beta):
+    """gemm where C has one column or the inner dimension is 1, as a one-output layer's products are
+    (its forward, its weight gradient, the delta it sends back), in plain loops: BLAS packs its
+    operands whatever the shape, and here that costs more than the work. Float32, one thread, BLAS
+    against these loops, us (2-core AMD EPYC, OpenBLAS's Haswell kernels): (200, 64) @ (64, 1) 4.9
+    against 2.0, (64, 200) @ (200, 1) 9.2 against 1.7, (200, 1) @ (1, 64) 4.0 against 1.6; at 4096
+    rows and 512 units 810 against 228, 2,885 against 394, 720 against 517 (float64 alike).
+
+        one column   C[:, 0] = alpha op(A) @ v + beta C[:, 0]    v = op(B)[:, 0]: row dots, or with
+                                                                 op(A) = A.T rows of A added, scaled
+        inner 1      C = alpha u w.T + beta C                    u = op(A)[:, 0], w = op(B)[0, :]
+
+    Every sum runs in a fixed order (vectorised by the compiler, the same for any thread count)."""
+    rows, cols = C.shape
+    a, b = C.dtype.type(alpha), C.dtype.type(beta)
+    if cols == 1:
+        v = np.ascontiguousarray(B[0, :] if transpose_b else B[:, 0])     # (a copy of a column)
+        if transpose_a:                              # C[j] = alpha sum_i A[i, j] v[i] + beta C[j]
+            for j in range(rows):
+                C[j, 0] = b * C[j, 0] if beta != 0 else 0
+            for i in range(v.size):
+                s = a * v[i]
+                for j in range(rows):
+                    C[j, 0] += s * A[i, j]
+        else:                                        # C[i] = alpha A[i, :] . v + beta C[i]
+            for i in range(rows):
+                total = C.dtype.type(0)
+                for k in range(v.size):
+                    total += A[i, k] * v[k]
+                C[i, 0] = a * total + (b * C[i, 0] if beta != 0 else 0)
+        return
+    u = A[0, :] if transpose_a else A[:, 0]
+    w = np.ascontiguousarray(B[:, 0] if transpose_b else B[0, :])
+    for i in range(rows):
+        s = a * u[i]
+        for j in range(cols):
+            C[i, j] = s * w[j] + (b * C[i, j] if beta != 0 else 0)
 
 
 # -- BLAS's own threads, from Python ---------------------------------------------------------------------
