@@ -119,6 +119,9 @@ def test_thread_budget_follows_omp_num_threads_unless_numba_is_told():
     assert thread_budget({"OMP_NUM_THREADS": "3,2"}) == 3                 # OpenMP's nested form: the outer
     assert thread_budget({"OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "2"}) is None
     assert thread_budget({}) is None and thread_budget({"OMP_NUM_THREADS": "many"}) is None
+    # the process that started a LocalCluster has the nanny's settings for its workers, not for itself
+    assert thread_budget({"OMP_NUM_THREADS": "1", "__DASK_PARENT_PID": str(os.getpid())}) is None
+    assert thread_budget({"OMP_NUM_THREADS": "1", "__DASK_PARENT_PID": str(os.getpid() + 1)}) == 1
 
 
 def test_the_readme_example_runs():

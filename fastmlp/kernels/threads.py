@@ -81,8 +81,10 @@ def thread_budget(env):
     """How many threads fastmlp may use when NUMBA_NUM_THREADS does not say: OMP_NUM_THREADS, the budget
     that schedulers give a process (a dask worker's nanny sets it, and OPENBLAS/MKL_NUM_THREADS, to its
     threads per worker, but not Numba's: distributed issue #9075), so that 2 one-thread workers on 2
-    cores run 2 threads, not 4. None: no budget."""
-    if "NUMBA_NUM_THREADS" in env:
+    cores run 2 threads, not 4. None: no budget. The process that starts a LocalCluster's workers gets
+    the nanny's settings in its own environment too (and __DASK_PARENT_PID, its own pid): there they
+    are the workers' budget, not its own, which a user's later local fit would otherwise run on."""
+    if "NUMBA_NUM_THREADS" in env or env.get("__DASK_PARENT_PID") == str(os.getpid()):
         return None
     try:
         budget = int(env.get("OMP_NUM_THREADS", "").split(",")[0])
