@@ -22,7 +22,7 @@ demo test: export PYTHONDONTWRITEBYTECODE :=
 demo: $(STAMP)
 	$(PY) -m fastmlp demo
 
-# The kernels compile first, float64 and float32 side by side (Numba compiles on one core: about 4.8
+# The kernels compile first, float64 and float32 side by side (Numba compiles on one core: about 3.5
 # minutes each on an empty cache on a 2-core machine, seconds once cached), so that the two pytest
 # workers load them from the cache instead of each compiling the ones its tests reach first (the same
 # ones, at the same time: 12 minutes in all before). Numba writes each cache file whole (a temporary

@@ -316,9 +316,10 @@ def step_in_place(spec, theta, X, Y, w, lr, reg, penalty, scratch, guard):
     N = X.shape[0]
     W_sum = weight_total(w, N)
     first = np.int64(0)        # not a literal 0: that is another Numba type, and a second compile of all below
+    with_loss = np.bool_(True)                                     # (not a literal True, likewise)
     Z = chunk_forward(spec, theta, X, first, N, scratch)
     dZ = rows_view(scratch[1], 0, N, Z.shape[1])
-    data_loss = output_and_loss(spec, Z, Y, w, first, theta.dtype.type(1.0 / W_sum), dZ, True) / W_sum
+    data_loss = output_and_loss(spec, Z, Y, w, first, theta.dtype.type(1.0 / W_sum), dZ, with_loss) / W_sum
     if guard and not np.isfinite(data_loss):
         return data_loss
     penalty_total = chunk_backward(spec, theta, X, first, N, dZ, scratch, theta, (lr, reg / W_sum, penalty))
@@ -429,7 +430,7 @@ def forward_in_columns(spec, theta, X, Y, w, inv_N, n_groups, out, scratch):
     return total
 
 
-@nb.njit(**FAST)
+@nb.njit(inline="always", **FAST)
 def forward_into(spec, theta, X, Y, w, out, scratch):
     """out (N, O) = the network's output for X (N, D); returns the data loss against Y (N, O), or 0 when
     Y has no rows, rows weighted by w (N,) if it has entries. Batches that layers_groups splits run as
@@ -456,7 +457,7 @@ def rows_gradients(spec, theta, X, Y, w, start, stop, inv_N, grad, scratch):
         n = min(block, stop - r0)
         Z = chunk_forward(spec, theta, X, r0, n, scratch)
         dZ = rows_view(scratch[1], 0, n, Z.shape[1])
-        total += output_and_loss(spec, Z, Y, w, r0, inv_N, dZ, True)
+        total += output_and_loss(spec, Z, Y, w, r0, inv_N, dZ, np.bool_(True))      # (not a literal True)
         chunk_backward(spec, theta, X, r0, n, dZ, scratch, grad, (0.0, 0.0, np.int64(0)))
     return total
 
@@ -492,7 +493,7 @@ def dense_gradients_in_groups(spec, theta, X, Y, w, inv_N, n_groups, grad):
 gradients_in_groups = by_kind(dense_gradients_in_groups, sparse_gradients_in_groups, at=2)
 
 
-@nb.njit(**FAST)
+@nb.njit(inline="always", **FAST)
 def gradients_into(spec, theta, X, Y, w, grad, scratch):
     """Sets grad (flat, like theta) to the data loss's gradient for X, Y (rows weighted by w if it has
     entries); returns the data loss. Batches that layers_groups splits run as groups in parallel; their

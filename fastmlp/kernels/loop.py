@@ -124,7 +124,7 @@ def subset_accuracy(out, Y, w):
     return correct / total
 
 
-@nb.njit(**FAST)
+@nb.njit(inline="always", **FAST)
 def evaluate(spec, theta, X, Y_loss, Y, y, w, out, scratch):
     """(data loss against Y_loss (0 if it has no rows), score): accuracy against labels y for
     classification outputs (subset accuracy against Y when y has no rows), R^2 against targets Y for
@@ -245,7 +245,7 @@ def train_steps(spec, theta, data, settings, curves, buffers, certify):
         if dropout.size > 0:
             dropout[1] = step0 + t
         if in_place and not evaluating and is_one_chunk(spec, stop - start, theta.itemsize):
-            loss = step_in_place(trains, theta, X, Y, w, lrs[t] * lr_scale, reg, penalty, scratch[1], True)
+            loss = step_in_place(trains, theta, X, Y, w, lrs[t] * lr_scale, reg, penalty, scratch[1], np.bool_(True))
             losses[t] = loss
             if not np.isfinite(loss):
                 return t

@@ -6,6 +6,12 @@ arrangement with few inputs and outputs and the rows have no sample weights (fas
 then W1, b1, W2, b2 are views into theta and the fused kernels run, else the layered ones. w (N,) are
 the rows' sample weights, empty for none. Either way the gradient is one flat vector
 like theta, so the penalty, the norm and the update are single loops over it.
+
+The passes that only choose a path and call on (forward_into, data_gradients_into,
+loss_and_gradients_into, step_into, new_scratch, and layers' forward_into and gradients_into) are
+inlined into the entry points (inline="always"): Numba optimises every compiled function again with
+all it calls linked in, so each such level cost its whole call tree once more (a fifth of the
+kernels' compile time), for no speed.
 """
 
 import numba as nb
@@ -71,7 +77,7 @@ fused_forward_into = by_kind(fused.forward_into, sparse_fused_forward)
 fused_gradients_into = by_kind(fused.gradients_into, sparse_fused_gradients)
 
 
-@nb.njit(**STRICT)
+@nb.njit(inline="always", **STRICT)
 def new_scratch(spec, theta, X, rows):
     """Scratch for batches of up to `rows` rows like X: (fused scratch, layered scratch), the path not
     taken empty."""
@@ -79,7 +85,7 @@ def new_scratch(spec, theta, X, rows):
             layers.layers_scratch(spec[0], spec[1], spec[7], 0 if spec[5] else rows, theta.dtype))
 
 
-@nb.njit(**FAST)
+@nb.njit(inline="always", **FAST)
 def forward_into(spec, theta, X, Y, w, out, scratch):
     """out (N, O) = the network's output for X; returns the data loss against Y (0 if Y has no rows)."""
     if spec[5]:
@@ -95,7 +101,7 @@ def forward_into(spec, theta, X, Y, w, out, scratch):
     return layers.forward_into(spec, theta, X, Y, w, out, scratch[1])
 
 
-@nb.njit(**FAST)
+@nb.njit(inline="always", **FAST)
 def data_gradients_into(spec, theta, X, Y, w, grad, scratch):
     """Sets grad (flat) to the data loss's gradient; returns the data loss."""
     if spec[5]:
@@ -115,7 +121,7 @@ def penalty_value(spec, theta, penalty):
     return total
 
 
-@nb.njit(**FAST)
+@nb.njit(inline="always", **FAST)
 def loss_and_gradients_into(spec, theta, X, Y, w, reg, penalty, grad, scratch):
     """The loss (float64) at theta; its gradient written into grad (flat, like theta)."""
     N = weight_total(w, X.shape[0])
@@ -133,12 +139,12 @@ def update(theta, grad, lr, n):
         theta[k] -= lr * grad[k]
 
 
-@nb.njit(**FAST)
+@nb.njit(inline="always", **FAST)
 def step_into(spec, theta, X, Y, w, lr, reg, penalty, scratch):
     """One gradient-descent step in place (biases too if the network has them); returns the loss before it.
     A layered batch of one chunk takes it during the backward pass, with no gradient buffer."""
     if not spec[5] and layers.is_one_chunk(spec, X.shape[0], theta.itemsize):
-        return layers.step_in_place(spec, theta, X, Y, w, lr, reg, penalty, scratch[1], False)
+        return layers.step_in_place(spec, theta, X, Y, w, lr, reg, penalty, scratch[1], np.bool_(False))
     grad = np.empty_like(theta)
     loss = loss_and_gradients_into(spec, theta, X, Y, w, reg, penalty, grad, scratch)
     update(theta, grad, theta.dtype.type(lr), n_trained(spec, theta))

@@ -21,7 +21,7 @@ from collections import namedtuple
 import numba as nb
 import numpy as np
 from numba import types
-from numba.extending import overload
+from numba.extending import intrinsic
 
 from .blas import gemm
 from .fastmath import FAST, STRICT, all_finite
@@ -38,15 +38,21 @@ def as_csr(X):
 
 
 def by_kind(dense, sparse, at=0):
-    """A function for compiled code that runs dense(*args) where X = args[at] is an array and
-    sparse(*args) where it is a CSR, chosen when the caller is compiled."""
-    def either(*args):
-        raise NotImplementedError("called from compiled code only")
+    """A function for compiled code that calls dense(*args) where X = args[at] is an array and
+    sparse(*args) where it is a CSR, chosen when the caller is compiled. The call is made in the
+    caller's own code, as if it had called dense or sparse by name (an @overload would put a function
+    between them, compiled, with its whole call tree linked and optimised again: a fifth of the
+    kernels' compile time)."""
+    @intrinsic
+    def either(typingctx, *args):
+        chosen = types.Dispatcher(dense if isinstance(args[at], types.Array) else sparse)
+        call = chosen.get_call_type(typingctx, args, {})
 
-    @overload(either, jit_options=STRICT)
-    def choose(*args):
-        chosen = dense if isinstance(args[at], types.Array) else sparse
-        return lambda *args: chosen(*args)
+        def codegen(context, builder, signature, packed):
+            values = [context.cast(builder, builder.extract_value(packed[0], k), args[k], call.args[k])
+                      for k in range(len(args))]
+            return context.get_function(chosen, call)(builder, values)
+        return call.return_type(types.StarArgTuple.from_types(args)), codegen
     return either
 
 
