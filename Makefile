@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml
 # pip installs without byte-compiling every file it unpacks (torch's alone took most of a minute);
 # Python then compiles what is imported, once, and keeps it, unless PYTHONDONTWRITEBYTECODE is set
 # (as on this project's machines): there it would compile torch's, scikit-learn's and dask's sources
-# again in every pytest worker and test subprocess (make test's tests 3m13s instead of 2m03s), so the
-# targets that run Python let it write its bytecode.
-demo test: export PYTHONDONTWRITEBYTECODE :=
+# again in every pytest worker and test subprocess (make test's tests 3m13s instead of 2m03s), and in
+# every fresh Dask worker of the benchmarks (its first fit 1.6 s beyond the second instead of 0.7 s,
+# mostly numba's own modules), so the targets that run Python let it write its bytecode.
+demo test bench: export PYTHONDONTWRITEBYTECODE :=
 
 demo: $(STAMP)
 	$(PY) -m fastmlp demo
