@@ -57,11 +57,11 @@ def onnx_softplus(graph, x, output):
     return graph.node("Add", [graph.node("Relu", [x], f"{output}_relu"), log], output)
 
 
-def onnx_erf64(graph, x, output):
-    """erf in float64, which onnxruntime's Erf lacks, as the kernels compute it (fastmath.erf64):
-    1 - t exp(-a**2 + g(t)) with a = min(|x|, 6), t = 2 / (2 + a), g's Chebyshev series by Clenshaw's
-    recurrence, times sign(x); one node per arithmetic step."""
-    from .kernels.fastmath import ERFC_G_CHEB, ERFC_T_LOW
+def onnx_cdf64(graph, x, output):
+    """The standard normal CDF Phi(x) in float64, which onnxruntime's Erf lacks, as the kernels compute
+    it (fastmath.gelu_parts64): with t = 2 / (2 + min(|x| / sqrt 2, 6)) and P's polynomial in u by
+    Horner's rule, h = t exp(-x**2 / 2) P / 2, and Phi = h below 0, else 1 - h; one node per step."""
+    from .kernels.fastmath import ERFCX_P_64, ERFCX_T_LOW
     names = iter(range(10**6))
 
     def op(op_type, *inputs):
@@ -70,26 +70,26 @@ def onnx_erf64(graph, x, output):
     def const(value):
         return graph.constant(f"{output}_c{next(names)}", graph.scalar(value))
 
-    a = op("Min", op("Abs", x), const(6.0))
-    t = op("Div", const(2.0), op("Add", const(2.0), a))
-    u = op("Mul", op("Sub", op("Mul", t, const(2.0)), const(1.0 + ERFC_T_LOW)), const(1 / (1.0 - ERFC_T_LOW)))
-    two_u = op("Mul", u, const(2.0))
-    b1, b2 = const(0.0), const(0.0)
-    for c in ERFC_G_CHEB[:0:-1]:
-        b1, b2 = op("Sub", op("Add", op("Mul", two_u, b1), const(c)), b2), b1
-    g = op("Sub", op("Add", op("Mul", u, b1), const(ERFC_G_CHEB[0])), b2)
-    erfc = op("Mul", t, op("Exp", op("Min", op("Sub", g, op("Mul", a, a)), const(0.0))))
-    return graph.node("Mul", [op("Sign", x), op("Sub", const(1.0), erfc)], output)
+    gauss = op("Exp", op("Mul", op("Mul", x, x), const(-0.5)))
+    t = op("Div", const(2.0), op("Add", const(2.0), op("Min", op("Mul", op("Abs", x), const(1 / np.sqrt(2))),
+                                                          const(6.0))))
+    u = op("Mul", op("Sub", op("Mul", t, const(2.0)), const(1.0 + ERFCX_T_LOW)), const(1 / (1.0 - ERFCX_T_LOW)))
+    p = const(ERFCX_P_64[-1])
+    for c in ERFCX_P_64[-2::-1]:
+        p = op("Add", op("Mul", p, u), const(c))
+    half_erfc = op("Mul", op("Mul", op("Mul", t, gauss), p), const(0.5))
+    return graph.node("Where", [op("Less", x, const(0.0)), half_erfc, op("Sub", const(1.0), half_erfc)], output)
 
 
 def onnx_gelu(graph, x, output):
-    """The exact GELU as 0.5 x (1 + Erf(x / sqrt 2)): ONNX's Gelu operator arrived in opset 20 (in
-    float64, onnx_erf64 for the Erf onnxruntime lacks)."""
+    """The exact GELU x Phi(x), Phi as 0.5 (1 + Erf(x / sqrt 2)) in float32 and onnx_cdf64 in float64
+    (onnxruntime has no float64 Erf): ONNX's Gelu operator arrived in opset 20."""
+    if graph.dtype == np.float64:
+        return graph.node("Mul", [x, onnx_cdf64(graph, x, f"{output}_cdf")], output)
     half, one = graph.constant(f"{output}_half", graph.scalar(0.5)), graph.constant(f"{output}_1", graph.scalar(1))
     scale = graph.constant(f"{output}_scale", graph.scalar(1 / np.sqrt(2)))
     scaled = graph.node("Mul", [x, scale], f"{output}_scaled")
-    erf = (graph.node("Erf", [scaled], f"{output}_erf") if graph.dtype == np.float32
-           else onnx_erf64(graph, scaled, f"{output}_erf"))
+    erf = graph.node("Erf", [scaled], f"{output}_erf")
     cdf = graph.node("Mul", [half, graph.node("Add", [one, erf], f"{output}_1p")], f"{output}_cdf")
     return graph.node("Mul", [x, cdf], output)
 

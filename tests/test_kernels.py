@@ -622,37 +622,52 @@ def test_a_short_call_runs_on_one_thread_when_the_other_core_is_busy(tmp_path, m
 
 @pytest.mark.parametrize("dtype, ulps", [(np.float64, 4), (np.float32, 4)])
 def test_vectorisable_softplus_is_within_a_few_ulp(dtype, ulps):
-    """softplus in the kernels (fastmath.softplus64/32: log(1 + exp(-|z|)) as a series in s with one
-    division, not libm's scalar log1p) within a few ulp of NumPy's logaddexp(0, z) in float64."""
+    """softplus in the kernels (fastmath.softplus_and_sigmoid64/32: log(1 + exp(-|z|)) as a series in s
+    with one division, not libm's scalar log1p) within a few ulp of NumPy's logaddexp(0, z) in float64,
+    and its derivative from the same exponential within a few ulp of scipy's expit."""
     import numba
-    from fastmlp.kernels.fastmath import softplus
-    values = numba.njit(lambda a: np.array([softplus(x) for x in a]))
+    from scipy.special import expit
+    from fastmlp.kernels.fastmath import softplus_and_sigmoid
+    parts = numba.njit(lambda a: (np.array([softplus_and_sigmoid(x)[0] for x in a]),
+                                  np.array([softplus_and_sigmoid(x)[1] for x in a])))
     z = np.concatenate([np.linspace(-50, 50, 40001), -np.geomspace(1e-3, 700, 2000), np.geomspace(1e-30, 1e-3, 500),
                         [0.0, np.log(np.sqrt(2) - 1), -np.log(np.sqrt(2) - 1)]]).astype(dtype)
     z = z[z >= (-87 if dtype == np.float32 else -708)]      # beyond, exp(z) is clamped at the least normal
-    got = values(z)
-    assert got.dtype == dtype
-    want = np.logaddexp(0, z.astype(np.float64))
+    got, slope = parts(z)
+    assert got.dtype == dtype and slope.dtype == dtype
+    want, want_slope = np.logaddexp(0, z.astype(np.float64)), expit(z.astype(np.float64))
     assert np.all(np.abs(got - want) <= ulps * np.spacing(want.astype(dtype)))
+    assert np.all(np.abs(slope - want_slope) <= 2 * ulps * np.spacing(want_slope.astype(dtype)))   # (exp's own ulps)
 
 
-def test_vectorisable_erf_of_gelu_is_scipys_within_2e_15():
-    """gelu's erf in the kernels (fastmath.erf64: erfc = t exp(-x**2 + g(t)), g a Chebyshev series in
-    t = 2 / (2 + x)) against scipy's, and its coefficients re-derived."""
+def test_float64_gelu_parts_are_scipys_within_a_few_ulp():
+    """gelu's (Phi, phi) in float64 (fastmath.gelu_parts64: erfc = t exp(-x**2) P(t), one exponential
+    for both, Phi from erfc below 0) against scipy's ndtr: Phi within 1e-15 everywhere, and relative,
+    where x is not clamped (|z| <= 6 sqrt 2), within a few ulp plus what exp(-z**2 / 2) loses to its
+    rounded argument (z**2 ulp); P's coefficients re-derived, as values (the power form's last
+    coefficients are the Chebyshev series' rounding, scaled by 2**18)."""
     import numba
     from numpy.polynomial import chebyshev
-    from scipy.special import erf, erfcx
+    from scipy.special import erfcx, ndtr
     from fastmlp.kernels import fastmath
-    values = numba.njit(lambda a: np.array([fastmath.erf64(x) for x in a]))
-    x = np.concatenate([np.linspace(-8, 8, 100001), [0.0, -0.0, 1.0, -1.0, 6.0, 6.5, 40.0, -1e300, 1e-300]])
-    assert np.abs(values(x) - erf(x)).max() <= 2e-15
-    low = fastmath.ERFC_T_LOW
+    low = fastmath.ERFCX_T_LOW
 
-    def g(u):
+    def erfcx_over_t(u):
         t = (u * (1 - low) + (1 + low)) / 2
-        return np.log(erfcx(2 / t - 2) / t)
-    np.testing.assert_allclose(fastmath.ERFC_G_CHEB, chebyshev.chebinterpolate(g, fastmath.ERFC_G_CHEB.size - 1),
-                               rtol=0, atol=1e-14)
+        return erfcx(2 / t - 2) / t
+    u = np.linspace(-1, 1, 10001)
+    rederived = chebyshev.chebval(u, chebyshev.chebinterpolate(erfcx_over_t, fastmath.ERFCX_P_64.size - 1))
+    np.testing.assert_allclose(np.polynomial.polynomial.polyval(u, fastmath.ERFCX_P_64), rederived, rtol=1e-14)
+    parts = numba.njit(lambda a: [fastmath.gelu_parts64(x) for x in a])
+    z = np.concatenate([np.linspace(-40, 40, 160001), [0.0, -0.0, 1e-300, -1e-300, 8.5, -8.5, 1e300, -1e300]])
+    got = np.array(parts(z))
+    with np.errstate(over="ignore"):
+        cdf, density = ndtr(z), np.exp(-z * z / 2) / np.sqrt(2 * np.pi)
+    assert np.abs(got[:, 0] - cdf).max() <= 1e-15 and np.abs(got[:, 1] - density).max() <= 2e-16
+    near = np.abs(z) <= 6 * np.sqrt(2)
+    bound = 16 * 2.0**-53 * (1 + z[near] ** 2)
+    assert np.all(np.abs(got[near, 0] / cdf[near] - 1) <= bound)
+    assert np.all(np.abs(got[near, 1] / density[near] - 1) <= bound)
 
 
 @pytest.mark.skipif(__import__("platform").machine() not in ("x86_64", "AMD64"), reason="reads x86 assembly")

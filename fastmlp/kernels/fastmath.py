@@ -204,14 +204,17 @@ def _tanh_for_dtype(z):
 # series to s^23 (float64; s^11 in float32) leaves less than 1e-18 (1e-9). Measured on [-40, 40]:
 # 6e-16 (float64) and 3e-7 (float32) relative to NumPy's logaddexp; 16,384 of them in 24 and 9 us
 # against 41 and 35 us with two divisions and a float64 series in float32 too (2-core AMD EPYC).
+# The same e gives softplus' derivative, sigmoid(z) = 1 / (1 + e) for z >= 0 and e / (1 + e) below, for
+# one more division (the kernels keep it from the forward pass: 1 - exp(-h) from h = softplus(z) took
+# a second exponential in the backward pass).
 SQRT2_MINUS_1 = math.sqrt(2.0) - 1.0
 LN2 = math.log(2.0)
 LN2_32, SQRT2_MINUS_1_32 = np.float32(LN2), np.float32(SQRT2_MINUS_1)
 
 
 @nb.njit(inline="always", **STRICT)
-def softplus64(z):
-    """softplus(z) for a float64 z (see above)."""
+def softplus_and_sigmoid64(z):
+    """(softplus(z), sigmoid(z)) for a float64 z (see above)."""
     num, den = exp_parts64(-abs(z))
     big = num > SQRT2_MINUS_1 * den
     s = (num - den) / (num + 3.0 * den) if big else num / (2.0 * den + num)
@@ -228,12 +231,12 @@ def softplus64(z):
     t = t * s2 + 1 / 5
     t = t * s2 + 1 / 3
     t = t * s2 + 1.0
-    return max(z, 0.0) + (2.0 * s * t + (LN2 if big else 0.0))
+    return max(z, 0.0) + (2.0 * s * t + (LN2 if big else 0.0)), (den if z >= 0 else num) / (num + den)
 
 
 @nb.njit(inline="always", **STRICT)
-def softplus32(z):
-    """softplus(z) for a float32 z, in float32 (see above)."""
+def softplus_and_sigmoid32(z):
+    """softplus_and_sigmoid64 in float32 (see above)."""
     num, den = exp_parts32(-abs(z))
     big = num > SQRT2_MINUS_1_32 * den
     s = (num - den) / (num + np.float32(3) * den) if big else num / (np.float32(2) * den + num)
@@ -244,77 +247,70 @@ def softplus32(z):
     t = t * s2 + np.float32(1 / 5)
     t = t * s2 + np.float32(1 / 3)
     t = t * s2 + np.float32(1)
-    return max(z, np.float32(0)) + (np.float32(2) * s * t + (LN2_32 if big else np.float32(0)))
+    return (max(z, np.float32(0)) + (np.float32(2) * s * t + (LN2_32 if big else np.float32(0))),
+            (den if z >= 0 else num) / (num + den))
 
 
-def softplus(z):
-    """softplus(z) in z's float type."""
+def softplus_and_sigmoid(z):
+    """(softplus(z), sigmoid(z)) in z's float type."""
 
 
-def _softplus32(z):
-    return softplus32(z)
+def _softplus_and_sigmoid32(z):
+    return softplus_and_sigmoid32(z)
 
 
-def _softplus64(z):
-    return softplus64(z)
+def _softplus_and_sigmoid64(z):
+    return softplus_and_sigmoid64(z)
 
 
-@overload(softplus)
-def _softplus_for_dtype(z):
-    return _softplus32 if z == types.float32 else _softplus64
+@overload(softplus_and_sigmoid)
+def _softplus_and_sigmoid_for_dtype(z):
+    return _softplus_and_sigmoid32 if z == types.float32 else _softplus_and_sigmoid64
 
 
-# erf for gelu, vectorisable (math.erf is a scalar libm call), in float64, absolute error below 2e-15
-# (Numerical Recipes' form of erfc): for 0 <= x <= 6, with t = 2 / (2 + x) in [1/4, 1],
-#     erfc(x) = t exp(-x**2 + g(t)),   g = log(erfcx(x) / t) <= 0,   erfcx(x) = exp(x**2) erfc(x),
-# g its degree-18 Chebyshev interpolant on t's interval (numpy.polynomial.chebyshev.chebinterpolate of
-# scipy.special.erfcx; tests re-derive it), evaluated by Clenshaw's recurrence; erf = 1 - erfc, odd,
-# and +-1 beyond 6 (erfc(6) = 2e-17). The coefficients are read c_18 first from an array by a forward
-# loop (LLVM then vectorises the loop over elements around it; from a tuple it does not).
-ERFC_T_LOW = 0.25
-ERFC_G_CHEB = np.array([
-    -0.49855022301265156, 0.5003364655513497, 0.002907954374873077, -0.004807433804460418,
-    1.4741810740746417e-05, 0.00010698213450321575, -6.275656652476576e-06, -2.6555862046146198e-06,
-    4.146163638427563e-07, 4.738898395625182e-08, -1.8774034679939387e-08, 4.531210556622446e-10,
-    5.993487612734006e-10, -8.983757414882694e-11, -9.489055739994443e-12, 4.407417413488408e-12,
-    -2.7303853622484553e-13, -1.133176155249397e-13, 2.5944524306709127e-14,
+# gelu's Phi and phi, vectorisable (math.erf is a scalar libm call), from one exponential: with
+# x = |z| / sqrt 2 (clamped at 6, where erfc(6) = 2e-17) and t = 2 / (2 + x) in [1/4, 1],
+#     erfc(x) = t exp(-x**2) P(t),   P(t) = erfcx(x) / t,   exp(-x**2) = exp(-z**2 / 2) = sqrt(2 pi) phi(z),
+# P a degree-19 polynomial in u = (2 t - 5/4) / (3/4) in [-1, 1] (the power form of its Chebyshev
+# interpolant on t's interval, relative error 1.2e-15; tests re-derive it), read from an array by a
+# forward loop (LLVM then vectorises the loop over elements around it; from a tuple it does not), and
+# Phi(z) = erfc(x) / 2 for z < 0 (so that Phi keeps its relative accuracy in the tail), else
+# 1 - erfc(x) / 2. Two divisions and one exponential a unit, where erf's form (1 - t exp(-x**2 + g(t)))
+# and a second exponential for phi took three and two: the float64 gelu step at (128, 64, 128, 10)
+# went from 1.47x-1.78x ReLU's to 1.35x-1.50x (2-core AMD EPYC without AVX-512, three runs).
+ERFCX_T_LOW = 0.25
+ERFCX_P_64 = np.array([
+    0.6056598670867837, 0.31210421352944434, 0.08378961740952694, 0.0025157167190348775,
+    -0.004181821078956726, -0.00015549034212209987, 0.0003070290366884443, -2.3350359464302527e-05,
+    -2.2310033082817425e-05, 6.5521102385446265e-06, 6.096944133560099e-07, -8.172164029929265e-07,
+    1.731718384689884e-07, 3.3876403904287145e-08, -3.1256286092684606e-08, 7.545713742729273e-09,
+    1.407170202583074e-09, -1.58033799380064e-09, 1.6298145055770873e-10, 1.1641532182693481e-10,
 ])
-ERFC_G_REVERSED = np.ascontiguousarray(ERFC_G_CHEB[:0:-1])
+ERFCX_P_64_REVERSED = np.ascontiguousarray(ERFCX_P_64[::-1])
 INV_SQRT2, INV_SQRT_2PI = 1 / math.sqrt(2), 1 / math.sqrt(2 * math.pi)
-
-
-@nb.njit(inline="always", **STRICT)
-def erf64(x):
-    """erf(x) for a float64 x (see above)."""
-    a = min(abs(x), 6.0)
-    t = 2.0 / (2.0 + a)
-    u = (2.0 * t - (1.0 + ERFC_T_LOW)) * (1.0 / (1.0 - ERFC_T_LOW))
-    b1 = 0.0
-    b2 = 0.0
-    for k in range(ERFC_G_REVERSED.size):                 # Clenshaw's recurrence, c_18 down to c_1
-        b1, b2 = ERFC_G_REVERSED[k] + 2.0 * u * b1 - b2, b1
-    g = ERFC_G_CHEB[0] + u * b1 - b2
-    e = 1.0 - t * exp_nonpositive64(min(g - a * a, 0.0))
-    return e if x >= 0 else -e
 
 
 @nb.njit(inline="always", **STRICT)
 def gelu_parts64(z):
     """(Phi(z), phi(z)) in float64 for gelu (z Phi(z)) and its derivative (Phi(z) + z phi(z)): the
-    standard normal CDF 0.5 (1 + erf(z / sqrt 2)) and density exp(-z**2 / 2) / sqrt(2 pi)."""
+    standard normal CDF and density (see above)."""
     z = np.float64(z)
-    return 0.5 * (1.0 + erf64(z * INV_SQRT2)), exp_nonpositive64(-0.5 * z * z) * INV_SQRT_2PI
+    gauss = exp_nonpositive64(-0.5 * z * z)                  # exp(-z**2 / 2)
+    t = 2.0 / (2.0 + min(abs(z) * INV_SQRT2, 6.0))
+    u = (2.0 * t - (1.0 + ERFCX_T_LOW)) * (1.0 / (1.0 - ERFCX_T_LOW))
+    p = 0.0
+    for k in range(ERFCX_P_64_REVERSED.size):               # Horner's rule, u**19's coefficient first
+        p = p * u + ERFCX_P_64_REVERSED[k]
+    half_erfc = 0.5 * t * gauss * p
+    return (half_erfc if z < 0 else 1.0 - half_erfc), gauss * INV_SQRT_2PI
 
 
-# In float32, one exponential serves Phi and phi: with x = |z| / sqrt 2 and t = 2 / (2 + x) as above,
-#     erfc(x) = t exp(-x**2) P(t),   P(t) = erfcx(x) / t,   exp(-x**2) = exp(-z**2 / 2),
-# P a degree-10 polynomial in u = 2 t - 1 (the power form of its Chebyshev interpolant on t in [0, 1],
-# relative error 1.4e-7; tests re-derive it), and Phi(z) = erfc(x) / 2 for z < 0 (so Phi keeps its
-# relative accuracy in the tail), else 1 - erfc(x) / 2. Two divisions a unit (t, and the exponential's),
-# where erf64's form takes three. In the tail exp(-z**2 / 2) carries its rounded argument's error,
-# z**2 float32 ulp (2e-5 at z = -13, where Phi is 6e-39; float32's 0.5 (1 + erf) is 0 from z = -6 on).
-# float32's gelu step at (128, 64, 128, 10) took 1.79x ReLU's with float64's erf, 1.21x with Numerical
-# Recipes' erfcc (two exponentials), 1.07x and 1.19x in two runs with this (2-core AMD EPYC, AVX2).
+# In float32 the same form, with P a degree-10 polynomial in u = 2 t - 1 for t in [0, 1] (x not clamped;
+# the power form of its Chebyshev interpolant, relative error 1.4e-7; tests re-derive it). In the tail
+# exp(-z**2 / 2) carries its rounded argument's error, z**2 float32 ulp (2e-5 at z = -13, where Phi is
+# 6e-39; float32's 0.5 (1 + erf) is 0 from z = -6 on). float32's gelu step at (128, 64, 128, 10) took
+# 1.79x ReLU's with an erf like float64's, 1.21x with Numerical Recipes' erfcc (two exponentials), 1.07x
+# and 1.19x in two runs with this (2-core AMD EPYC, AVX2).
 ERFCX_P_32 = tuple(np.float32(c) for c in (
     5.10791353e-01, 3.43580313e-01, 1.39735946e-01, 1.82217491e-02, -1.07533109e-02, -3.24373307e-03,
     1.53384704e-03, 4.31040022e-04, -3.04719086e-04, -3.67643617e-05, 4.42884145e-05))
@@ -380,9 +376,10 @@ def _gelu_rows_keeping_derivative_for_dtype(Z, b, dh_dz):
 
 @nb.njit(inline="always", **STRICT)
 def keeps_derivative(code):
-    """Whether activation `code`'s derivative is not a function of h = f(z) (gelu, silu): the kernels
-    then write f'(z) beside h in the forward pass (activate_rows_keeping_derivative)."""
-    return code == GELU or code == SILU
+    """Whether the kernels write activation `code`'s derivative beside h = f(z) in the forward pass
+    (activate_rows_keeping_derivative): gelu's and silu's are not functions of h, and softplus's,
+    sigmoid(z), comes from the exponential its forward pass takes (1 - exp(-h) would take another)."""
+    return code == GELU or code == SILU or code == SOFTPLUS
 
 
 # -- activations over rows: in place, one branch-free loop per code ---------------------------------------
@@ -426,7 +423,7 @@ def activate_rows(Z, b, code):
         for i in range(n):
             for j in range(width):
                 z = Z[i, j] + b[j]
-                Z[i, j] = softplus(z)
+                Z[i, j] = softplus_and_sigmoid(z)[0]
     elif code == GELU:
         gelu_rows(Z, b)
     elif code == SILU:
@@ -442,11 +439,16 @@ def activate_rows(Z, b, code):
 @nb.njit(inline="always", **FAST)
 def activate_rows_keeping_derivative(Z, b, code, dh_dz):
     """activate_rows for a code whose derivative is kept (keeps_derivative), writing f'(z) into dh_dz
-    (n, width) in the same pass: gelu Phi(z) + z phi(z), silu s (1 + z (1 - s)) with s = sigmoid(z)."""
+    (n, width) in the same pass: gelu Phi(z) + z phi(z), softplus sigmoid(z), silu s (1 + z (1 - s))
+    with s = sigmoid(z)."""
     n, width = Z.shape
     one = Z.dtype.type(1)
     if code == GELU:
         gelu_rows_keeping_derivative(Z, b, dh_dz)
+    elif code == SOFTPLUS:
+        for i in range(n):
+            for j in range(width):
+                Z[i, j], dh_dz[i, j] = softplus_and_sigmoid(Z[i, j] + b[j])
     else:
         for i in range(n):
             for j in range(width):
@@ -476,8 +478,8 @@ def softmax_row(Z, i, b):
 @nb.njit(inline="always", **FAST)
 def scale_by_derivative(D, H, dH, code):
     """D *= f'(z), in place, written through H = f(z) (sigmoid h (1 - h), tanh 1 - h**2, relu h > 0,
-    leaky_relu 1 or its slope, elu 1 or h + 1, softplus 1 - exp(-h)), or the kept f'(z) dH where
-    keeps_derivative (gelu, silu; dH is not read for the others)."""
+    leaky_relu 1 or its slope, elu 1 or h + 1), or the kept f'(z) dH where keeps_derivative (gelu,
+    softplus, silu; dH is not read for the others)."""
     n, width = D.shape
     one = D.dtype.type(1)
     zero = D.dtype.type(0)
@@ -502,10 +504,6 @@ def scale_by_derivative(D, H, dH, code):
         for i in range(n):
             for j in range(width):
                 D[i, j] = D[i, j] if H[i, j] > zero else D[i, j] * (H[i, j] + one)
-    elif code == SOFTPLUS:
-        for i in range(n):
-            for j in range(width):
-                D[i, j] *= one - exp_nonpositive(-H[i, j])
     elif keeps_derivative(code):
         for i in range(n):
             for j in range(width):
