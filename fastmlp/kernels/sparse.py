@@ -40,9 +40,9 @@ def as_csr(X):
 def by_kind(dense, sparse, at=0):
     """A function for compiled code that calls dense(*args) where X = args[at] is an array and
     sparse(*args) where it is a CSR, chosen when the caller is compiled. The call is made in the
-    caller's own code, as if it had called dense or sparse by name (an @overload would put a function
-    between them, compiled, with its whole call tree linked and optimised again: a fifth of the
-    kernels' compile time)."""
+    caller's own code, as if it had called dense or sparse by name (an @overload puts a function
+    between them, which Numba compiles, even where it inlines it, and optimises again with the whole
+    call tree below it linked in)."""
     @intrinsic
     def either(typingctx, *args):
         chosen = types.Dispatcher(dense if isinstance(args[at], types.Array) else sparse)
