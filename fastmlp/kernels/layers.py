@@ -294,17 +294,19 @@ def chunk_backward(spec, theta, X, r0, n, dZ_L, scratch, grad, descent):
 @nb.njit(inline="always", **STRICT)
 def add_penalty(W, into, coef, penalty):
     """into += coef * dPenalty/dW (l1, penalty 0: sign(W); l2, penalty 1: W) over flat arrays of one size
-    (into may be W itself); returns the penalty of W before (sum |W|, or sum W**2 / 2) in float64."""
+    (into may be W itself); returns the penalty of W before (sum |W|, or sum W**2 / 2) in float64.
+    One loop per penalty: with the choice inside the loop, inlined into the entry points, the loop ran
+    scalar (1.2 ms a step for the 640,000 weights of a 5,000-word first layer, against 0.2 ms)."""
     total = 0.0
     c = W.dtype.type(coef)
-    for k in range(W.size):
-        w = W[k]
-        if penalty == 0:
-            total += abs(w)
-            into[k] += c * np.sign(w)
-        else:
-            total += 0.5 * w * w
-            into[k] += c * w
+    if penalty == 0:
+        for k in range(W.size):
+            total += abs(W[k])
+            into[k] += c * np.sign(W[k])
+    else:
+        for k in range(W.size):
+            total += 0.5 * W[k] * W[k]
+            into[k] += c * W[k]
     return total
 
 
