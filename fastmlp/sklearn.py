@@ -45,7 +45,7 @@ from sklearn.utils.validation import (
 
 from . import training
 from .dropout import Dropout
-from .loop import BEST, LoopSettings, Stopping
+from .loop import BAD_COUNT, BEST, BEST_STEP, LoopSettings, Stopping
 from .network import MLP, glorot_init
 from .optimizers import Adam, Momentum
 from .validation import check_dropout
@@ -217,13 +217,24 @@ class _BaseMLP(BaseEstimator):
             return Momentum(self.momentum, self.nesterovs_momentum)
         return Adam(self.beta_1, self.beta_2, self.epsilon)
 
-    def _new_stopping(self, theta):
+    def _new_stopping(self, theta, previous=None):
         """scikit-learn's convergence rule: n_iter_no_change + 1 epochs in a row without an improvement by
         tol of the training loss (of the validation score with early_stopping, which keeps the best
-        parameters); with learning_rate="adaptive" (sgd) running out divides the rate by 5 instead."""
-        return Stopping.start(theta, "val_score" if self.early_stopping else "loss", self.tol,
-                              self.n_iter_no_change + 1, restore_best=self.early_stopping,
-                              adaptive=self.solver == "sgd" and self.learning_rate == "adaptive")
+        parameters); with learning_rate="adaptive" (sgd) running out divides the rate by 5 instead.
+        A warm-start fit goes on from the `previous` fit's best value, count of epochs without
+        improvement and best parameters, as scikit-learn's keeps best_loss_ (best_validation_score_,
+        _best_coefs) and _no_improvement_count across such fits (the rate scale starts afresh, as its
+        new optimizer's rate does): a count of 9 of 10 left the next fit 2 epochs, where a fresh rule
+        ran 3."""
+        stopping = Stopping.start(theta, "val_score" if self.early_stopping else "loss", self.tol,
+                                  self.n_iter_no_change + 1, restore_best=self.early_stopping,
+                                  adaptive=self.solver == "sgd" and self.learning_rate == "adaptive")
+        if previous is not None and previous.monitor == stopping.monitor and previous.best_theta.shape == \
+                stopping.best_theta.shape:
+            carried = [BEST, BAD_COUNT, BEST_STEP]
+            stopping.state[carried] = previous.state[carried]
+            stopping.best_theta[...] = previous.best_theta
+        return stopping
 
     def _network(self):
         """The fastmlp network whose parameters coefs_ and intercepts_ are; arrays that users set in their
@@ -305,8 +316,9 @@ class _BaseMLP(BaseEstimator):
             self.loss_curve_, self.validation_scores_ = [], [] if self.early_stopping else None
             self.best_loss_ = None if self.early_stopping else np.inf
             self.best_validation_score_ = -np.inf if self.early_stopping else None
-        if getattr(self, "_stopping", None) is None or not incremental:
-            self._stopping = self._new_stopping(net._theta)
+        previous = getattr(self, "_stopping", None)
+        if previous is None or not incremental:
+            self._stopping = self._new_stopping(net._theta, previous)
         settings = LoopSettings(batch_size, self._rates(epochs, steps_per_epoch, n), self.alpha, "l2", 0.0,
                                 steps_per_epoch, 0, True, self._optimizer, self._stopping, dropout=self._dropout(rng))
         sample_idx = np.arange(n)

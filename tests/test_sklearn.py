@@ -281,6 +281,44 @@ def test_partial_fit_and_warm_start_follow_scikit_learn(digits):
         MLPClassifier().partial_fit(X, y)
 
 
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_warm_start_fits_go_on_with_scikit_learns_convergence_count(solver):
+    """scikit-learn keeps best_loss_ and its count of epochs without improvement across warm-start fits:
+    a fit that ends 9 epochs into a patience of 10 leaves the next one 2 epochs, not a fresh 11."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(61, 4))
+    y = X[:, 0] * X[:, 1] + 0.1 * rng.normal(size=61)
+    kw = dict(hidden_layer_sizes=(1, 14), activation="logistic", solver=solver, alpha=2e-3, batch_size=57,
+              learning_rate_init=0.009, random_state=57, warm_start=True)
+    ours, theirs = MLPRegressor(**kw), SkRegressor(**kw)
+    iterations = []
+    for max_iter in (13, 3, 5, 20):
+        ours.set_params(max_iter=max_iter)
+        theirs.set_params(max_iter=max_iter)
+        assert_same_fit(ours, theirs, X, y, tol=1e-12)
+        assert ours.best_loss_ == pytest.approx(theirs.best_loss_, rel=1e-12)
+        iterations.append(theirs.n_iter_)
+    assert min(iterations[1:]) < 3, iterations      # the carried count stopped a fit early: the test bites
+
+
+def test_warm_start_with_early_stopping_keeps_the_best_parameters_of_all_fits():
+    """A warm-start fit whose epochs never beat the previous fit's best validation score ends with that
+    best (scikit-learn's ends with its last epoch: its _best_coefs alias the arrays it trains)."""
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(61, 4))
+    y = X[:, 0] * X[:, 1] + 0.1 * rng.normal(size=61)
+    est = MLPRegressor(hidden_layer_sizes=(1, 14), activation="logistic", batch_size=57, learning_rate_init=0.009, random_state=57,
+                       warm_start=True, early_stopping=True, validation_fraction=0.2, n_iter_no_change=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.set_params(max_iter=13).fit(X, y)
+        best = [p.copy() for p in parameters(est)]
+        est.set_params(max_iter=3).fit(X, y)
+    assert max(est.validation_scores_[-est.n_iter_:]) < est.best_validation_score_   # no better epoch
+    for mine, want in zip(parameters(est), best, strict=True):
+        np.testing.assert_array_equal(mine, want)
+
+
 @pytest.mark.parametrize("labels", [np.array([3, 7]), np.array([0, 1, 2]), np.array(["cat", "dog", "emu", "yak"]),
                                     np.array([1.0, 2.0, 4.0])], ids=["binary", "multiclass", "strings", "floats"])
 def test_partial_fit_encodes_labels_as_label_binarizer_does_and_refuses_unknown_ones(labels):
