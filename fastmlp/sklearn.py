@@ -62,7 +62,6 @@ LEARNING_RATES = ("constant", "invscaling", "adaptive")
 SPARSE_FORMATS = ("csr", "csc")                 # as scikit-learn's MLP: CSR for the kernels, CSC converted
 
 
-
 def clipped_log_loss(Y, P, weights, binary):
     """scikit-learn's MLP log loss (sklearn.neural_network._base.log_loss and binary_log_loss): the
     probabilities P (N, O) clipped to [eps, 1 - eps] of their dtype, the (weighted) mean over the rows
@@ -71,7 +70,8 @@ def clipped_log_loss(Y, P, weights, binary):
     eps = np.finfo(P.dtype).eps
     P = np.clip(P, eps, 1 - eps)
     rows = xlogy(Y, P) + xlogy(1 - Y, 1 - P) if binary else xlogy(Y, P)
-    return float(-np.average(rows, weights=None if weights is None or len(weights) == 0 else weights, axis=0).sum())
+    return float(-np.average(rows, weights=weights, axis=0).sum())
+
 
 class _BaseMLP(BaseEstimator):
     """What MLPClassifier and MLPRegressor share: their parameters' checks, and fitting (each class's
@@ -271,12 +271,12 @@ class _BaseMLP(BaseEstimator):
         def loss_and_gradient(theta):
             theta = theta.astype(net.dtype)
             value, gradient = backend.loss_and_gradients(arch, theta, X, Y, self.alpha, "l2", weights)
-            if n_outputs > 1 or arch.loss == "cross_entropy":
-                penalty = self.alpha / (2 * N) * float(np.dot(theta[:n_weights], theta[:n_weights]))
-                data = (clipped_log_loss(Y, backend.forward(arch, theta, X), weights,
-                                         arch.output == "sigmoid")
-                        if arch.loss == "cross_entropy" else (value - penalty) / n_outputs)
-                value = data + penalty
+            penalty = self.alpha / (2 * N) * float(np.dot(theta[:n_weights], theta[:n_weights]))
+            if arch.loss == "cross_entropy":
+                P = backend.forward(arch, theta, X)
+                value = clipped_log_loss(Y, P, weights, arch.output == "sigmoid") + penalty
+            elif n_outputs > 1:
+                value = (value - penalty) / n_outputs + penalty
             return value, gradient.astype(np.float64)
 
         result = scipy.optimize.minimize(
