@@ -9,6 +9,7 @@ from typing import NamedTuple
 import numpy as np
 
 MONITORS = {"none": 0, "loss": 1, "val_loss": 2, "val_score": 3}
+NEVER = np.iinfo(np.int64).max        # the patience that never runs out (patience=math.inf)
 BEST, BAD_COUNT, LR_SCALE, STOPPED_AT, BEST_STEP = range(5)      # the entries of Stopping.state
 
 
@@ -18,7 +19,8 @@ class Stopping(NamedTuple):
     monitor: "none", "loss" (the training loss, averaged over the rows trained on since the last
     evaluation: the epoch's loss when evaluating once per epoch), "val_loss" or "val_score" (of the
     validation set; a score improves upwards). An evaluation whose value is not below best - tol (above
-    best + tol for a score) counts as bad; one below best becomes the best. With `adaptive`
+    best + tol for a score) counts as bad; one below best becomes the best. patience math.inf: never
+    runs out (scikit-learn's n_iter_no_change=np.inf). With `adaptive`
     (scikit-learn's learning_rate="adaptive"), patience running out divides the rates by 5 instead,
     until the rate is at most 1e-6. With `restore_best`, best_theta keeps the best parameters.
     state: float64 [best, bad count, rate scale, step stopped at (0: not stopped), best step], carried
@@ -37,7 +39,8 @@ class Stopping(NamedTuple):
     def start(cls, theta, monitor="none", tol=0.0, patience=1, restore_best=False, adaptive=False):
         state = np.array([np.inf, 0.0, 1.0, 0.0, 0.0])
         best_theta = theta.copy() if restore_best else theta[:0].copy()
-        return cls(monitor, float(tol), int(patience), bool(restore_best), bool(adaptive), state, best_theta)
+        patience = NEVER if patience == np.inf else int(patience)
+        return cls(monitor, float(tol), patience, bool(restore_best), bool(adaptive), state, best_theta)
 
 
 class LoopSettings(NamedTuple):

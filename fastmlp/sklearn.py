@@ -58,6 +58,8 @@ OUTPUTS = {"identity": "identity", "logistic": "sigmoid", "softmax": "softmax", 
 LOSSES = {"identity": "mse", "exp": "poisson", "logistic": "cross_entropy", "softmax": "cross_entropy"}
 REGRESSION_LOSSES = {"squared_error": "identity", "poisson": "exp"}      # loss -> out_activation_
 SOLVERS = ("lbfgs", "sgd", "adam")
+NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain large values and need to "
+              "be preprocessed.")            # scikit-learn's words
 LEARNING_RATES = ("constant", "invscaling", "adaptive")
 SPARSE_FORMATS = ("csr", "csc")                 # as scikit-learn's MLP: CSR for the kernels, CSC converted
 
@@ -101,8 +103,11 @@ class _BaseMLP(BaseEstimator):
                 raise ValueError(f"{name} must be a real number in {interval}, got {value!r}")
         for name in ("max_iter", "n_iter_no_change", "max_fun"):
             value = getattr(self, name)
+            if name == "n_iter_no_change" and isinstance(value, numbers.Real) and value == math.inf:
+                continue                                        # as scikit-learn: never stop
             if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+                raise ValueError(f"{name} must be an integer >= 1{' or numpy.inf' * (name == 'n_iter_no_change')}, "
+                                 f"got {value!r}")
         batch = self.batch_size
         if batch != "auto" and (not isinstance(batch, numbers.Integral) or isinstance(batch, bool) or batch < 1):
             raise ValueError(f"batch_size must be 'auto' or an integer >= 1, got {batch!r}")
@@ -238,8 +243,13 @@ class _BaseMLP(BaseEstimator):
 
     def _network(self):
         """The fastmlp network whose parameters coefs_ and intercepts_ are; arrays that users set in their
-        place (or that a copy of the estimator holds) are copied into it first."""
-        net = self._net
+        place (or that a copy of the estimator holds) are copied into it first; where coefs_ and
+        intercepts_ were set on an estimator never fitted (as scikit-learn's fits on from them), one of
+        their shapes and dtype is built."""
+        net = getattr(self, "_net", None)
+        if net is None:
+            sizes = [self.coefs_[0].shape[0], *(np.shape(c)[1] for c in self.coefs_)]
+            net = self._net = self._build_network(sizes, np.result_type(*self.coefs_, *self.intercepts_))
         net.backend = self.backend
         published = getattr(self, "_published", [])
         current = [*self.coefs_, *self.intercepts_]
@@ -288,8 +298,7 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_, self.loss_ = min(result.nit, self.max_iter), float(result.fun)
         net._theta[...] = result.x
         if not np.isfinite(net._theta).all():
-            raise ValueError("Solver produced non-finite parameter weights. The input data may contain "
-                             "large values and need to be preprocessed.")
+            raise ValueError(NON_FINITE)
 
     def _fit_stochastic(self, net, X, Y, weights, incremental, given=None):
         """Epochs of minibatch sgd or adam in one backend train_loop run (see fastmlp.training._fit)."""
@@ -333,10 +342,12 @@ class _BaseMLP(BaseEstimator):
         try:
             history = training._fit(net, ((X, Y, weights), empty, validation), settings,
                                     (n, next_order if self.shuffle else None), snapshot_every=None,
-                                    progress=False, on_divergence="raise")
+                                    progress=False, on_divergence="stop" if self.early_stopping else "raise")
         except training.DivergenceError as error:
-            raise ValueError(f"Solver produced non-finite parameter weights: {error.what}. Remedies: a "
-                             f"smaller learning_rate_init, a larger alpha, or scaled inputs") from None
+            raise ValueError(f"{NON_FINITE} ({error.what}; remedies: a smaller learning_rate_init, a larger "
+                             f"alpha, or scaled inputs)") from None
+        if history.diverged_at:             # with early stopping: warned, and the best parameters kept, as
+            net._theta[...] = self._stopping.best_theta     # scikit-learn ends such a fit
         self._record(history, n, batch_size, steps_per_epoch, incremental)
 
     def _dropout(self, rng):
@@ -358,7 +369,7 @@ class _BaseMLP(BaseEstimator):
     def _validation_split(self, X, Y, weights, rng):
         """(X_train, Y_train, weights_train, (X_val, Y_val, labels_val, weights_val)) as scikit-learn
         splits for early stopping (the same rows whether or not there are weights)."""
-        stratify = Y[:, 0] if isinstance(self, ClassifierMixin) and self.n_outputs_ == 1 else None
+        stratify = Y[:, :1] > 0.5 if isinstance(self, ClassifierMixin) and self.n_outputs_ == 1 else None
         arrays = (X, Y, weights) if len(weights) else (X, Y)
         parts = train_test_split(*arrays, random_state=rng, test_size=self.validation_fraction, stratify=stratify)
         X_train, X_val, Y_train, Y_val = parts[:4]
@@ -377,17 +388,19 @@ class _BaseMLP(BaseEstimator):
         rows = np.full(steps_per_epoch, batch_size)
         rows[-1] = n - batch_size * (steps_per_epoch - 1)
         epoch_losses = (history.losses[:epochs * steps_per_epoch].reshape(epochs, -1) @ rows) / n
-        self.n_iter_ = epochs
-        self.t_ += n * epochs
-        self.loss_curve_.extend(float(v) for v in epoch_losses)
+        diverged = [math.nan] if history.diverged_at else []     # the epoch that diverged (early stopping)
+        self.n_iter_ = epochs + len(diverged)
+        self.t_ += n * self.n_iter_
+        self.loss_curve_.extend([*(float(v) for v in epoch_losses), *diverged])
         self.loss_ = self.loss_curve_[-1]
         state = self._stopping.state
         if self.early_stopping:
             score_name = "val_accuracy" if isinstance(self, ClassifierMixin) else "val_r2"
-            self.validation_scores_.extend(float(v) for v in history.frame[score_name])
+            self.validation_scores_.extend([*(float(v) for v in history.frame[score_name]), *diverged])
             self.best_validation_score_ = -float(state[BEST])
         else:
             self.best_loss_ = float(state[BEST])
+        self._no_improvement_count = int(state[BAD_COUNT])     # scikit-learn's name, for reading
         if self.solver == "sgd" and self.learning_rate == "invscaling":
             self._learning_rate = self.learning_rate_init / (self.t_ + 1) ** self.power_t
         if self.verbose:
@@ -545,10 +558,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over X, y (rows weighted by sample_weight); `classes` (all the labels) is needed on
         the first call."""
+        if classes is not None and hasattr(self, "classes_") and not np.array_equal(self.classes_,
+                                                                                    unique_labels(classes)):
+            raise ValueError(f"`classes={classes!r}` is not the same as on last call to partial_fit, was: "
+                             f"{self.classes_!r}")
         if not hasattr(self, "classes_"):
-            if classes is None and not type_of_target(y).startswith("multilabel"):
+            if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit.")
-            self._label_binarizer = LabelBinarizer().fit(y if classes is None else classes)
+            multilabel = type_of_target(y).startswith("multilabel")    # as scikit-learn: its columns
+            self._label_binarizer = LabelBinarizer().fit(y if multilabel else classes)
             self.classes_ = self._label_binarizer.classes_
         return self._fit(X, y, sample_weight, incremental=True)
 

@@ -1,5 +1,6 @@
 """fastmlp.sklearn against scikit-learn: its estimator checks, and the same fit path as its MLP."""
 
+import pathlib
 import pickle
 import subprocess
 import sys
@@ -388,8 +389,99 @@ def test_bad_parameters_are_named(digits, name, value, message):
 
 def test_divergence_is_reported(digits):
     X, y = digits
-    with pytest.raises(ValueError, match="non-finite"):
+    with pytest.raises(ValueError, match="Solver produced non-finite parameter weights. The input data may"):
         MLPRegressor(solver="sgd", learning_rate_init=1e6, max_iter=5).fit(X, y * 1e3)
+
+
+def test_divergence_with_early_stopping_ends_with_scikit_learns_best_parameters():
+    """scikit-learn goes on with non-finite parameters until its rule stops it, then restores the best;
+    fastmlp stops where the loss diverges, warns, and restores the same best (its last score nan)."""
+    X, y = sklearn.datasets.load_iris(return_X_y=True)
+    params = dict(hidden_layer_sizes=100, activation="identity", solver="sgd", learning_rate_init=1,
+                  max_iter=20, early_stopping=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = SkRegressor(**params).fit(X, y)
+    with pytest.warns(RuntimeWarning, match="training diverged"):
+        ours = MLPRegressor(**params).fit(X, y)
+    np.testing.assert_allclose(np.concatenate([p.ravel() for p in parameters(ours)]),
+                               np.concatenate([p.ravel() for p in parameters(theirs)]), rtol=1e-12, atol=1e-12)
+    assert ours.best_validation_score_ == pytest.approx(theirs.best_validation_score_, rel=1e-12)
+    assert np.isnan(ours.validation_scores_[-1]) and ours.n_iter_ < theirs.n_iter_
+    np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-12)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_n_iter_no_change_inf_never_stops_and_counts_as_scikit_learn(digits, solver):
+    X, y = digits
+    params = dict(solver=solver, hidden_layer_sizes=(8,), tol=1e9, max_iter=7, n_iter_no_change=np.inf,
+                  random_state=0)
+    ours, theirs = MLPClassifier(**params), SkClassifier(**params)
+    assert_same_fit(ours, theirs, X, y)
+    assert ours.n_iter_ == 7 and ours._no_improvement_count == theirs._no_improvement_count == 6
+    with pytest.raises(ValueError, match="n_iter_no_change must be an integer >= 1 or numpy.inf"):
+        MLPClassifier(n_iter_no_change=2.5).fit(X, y)
+
+
+def test_partial_fit_classes_are_checked_and_multilabel_columns_come_from_y():
+    X = np.array([[3.0, 2.0], [1.0, 0.0]])
+    clf = MLPClassifier(solver="sgd").partial_fit(X, [0, 1], classes=[0, 1])
+    with pytest.raises(ValueError, match="is not the same as on last call to partial_fit"):
+        clf.partial_fit(X, [1, 2], classes=[1, 2])
+    with pytest.raises(ValueError, match="classes must be passed on the first call"):
+        MLPClassifier(solver="sgd").partial_fit(X, np.array([[1, 0, 1], [0, 1, 1]]))
+    Y = np.array([[1, 0, 1], [0, 1, 1]])
+    clf = MLPClassifier(solver="sgd", random_state=0).partial_fit(X, Y, classes=[0, 1, 2])
+    theirs = SkClassifier(solver="sgd", random_state=0).partial_fit(X, Y, classes=[0, 1, 2])
+    assert clf.n_outputs_ == theirs.n_outputs_ == 3
+    np.testing.assert_allclose(clf.predict_proba(X), theirs.predict_proba(X), rtol=1e-12)
+
+
+def test_coefs_set_on_an_unfitted_estimator_are_trained_on_as_scikit_learn():
+    """scikit-learn's partial_fit goes on from coefs_ and intercepts_ that a user sets (its own
+    test_fit works an example by hand this way)."""
+    X, y = np.array([[0.6, 0.8, 0.7]]), np.array([0])
+    fitted = []
+    for Estimator in (MLPClassifier, SkClassifier):
+        clf = Estimator(hidden_layer_sizes=2, activation="logistic", solver="sgd", alpha=0.1,
+                        learning_rate_init=0.1, momentum=0, max_iter=1)
+        clf.coefs_ = [np.array([[0.1, 0.2], [0.3, 0.1], [0.5, 0]]), np.array([[0.1], [0.2]])]
+        clf.intercepts_ = [np.array([0.1, 0.1]), np.array([1.0])]
+        clf.n_outputs_, clf.n_layers_, clf.n_iter_, clf.t_ = 1, 3, 0, 0
+        clf.out_activation_, clf.best_loss_, clf.loss_curve_, clf._no_improvement_count = "logistic", np.inf, [], 0
+        clf._coef_grads, clf._intercept_grads = [0, 0], [0, 0]       # scikit-learn's own state
+        fitted.append(clf.partial_fit(X, y, classes=[0, 1]))
+    ours, theirs = fitted
+    np.testing.assert_allclose(ours.coefs_[0], [[0.098, 0.195756], [0.2956664, 0.096008], [0.4939998, -0.002244]],
+                               atol=1e-3)                             # the hand-worked update
+    for a, b in zip(parameters(ours), parameters(theirs)):
+        np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-16)
+
+
+# scikit-learn's own tests read attributes of its private objects that fastmlp's are not
+SKLEARN_PRIVATE = {"test_gradient": "calls MLPClassifier._loss_grad_lbfgs",
+                   "test_learning_rate_warmstart": "reads _optimizer.learning_rate of its SGDOptimizer",
+                   "test_adaptive_learning_rate": "reads _optimizer.learning_rate of its SGDOptimizer"}
+
+
+def test_scikit_learns_own_mlp_tests_pass(tmp_path):
+    """The installed scikit-learn's sklearn/neural_network/tests/test_mlp.py, its estimators swapped for
+    fastmlp's (its global_random_seed fixture as its conftest has it by default), all but the tests
+    of its private objects (SKLEARN_PRIVATE)."""
+    import sklearn.neural_network.tests as sk_tests
+    source = (pathlib.Path(sk_tests.__file__).parent / "test_mlp.py").read_text()
+    swap = ("from sklearn.neural_network import MLPClassifier, MLPRegressor",
+            "from fastmlp.sklearn import MLPClassifier, MLPRegressor")
+    assert source.count(swap[0]) == 1, "scikit-learn's test_mlp.py imports its estimators otherwise now"
+    (tmp_path / "test_mlp_on_fastmlp.py").write_text(source.replace(*swap))
+    (tmp_path / "conftest.py").write_text("import pytest\n\n@pytest.fixture\ndef global_random_seed():\n"
+                                          "    return 42\n")
+    deselect = [f"--deselect=test_mlp_on_fastmlp.py::{name}" for name in SKLEARN_PRIVATE]
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+                          "-W", "ignore::DeprecationWarning", *deselect, "test_mlp_on_fastmlp.py"],
+                         cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert " passed" in run.stdout and "failed" not in run.stdout
 
 
 def test_top_level_names_and_missing_scikit_learn():
