@@ -115,8 +115,11 @@ ONNX_FUNCTIONS = {
     "exp": ("Exp", {}),
 }
 # The bricks as torch.nn modules: (class name, constructor keywords, which from_torch requires of a
-# module too); identity adds no module. PyTorch's Softplus returns z itself above z = 20 (0 to 2e-9
-# from log(1 + exp(z)) there).
+# module too); identity adds no module. PyTorch's Softplus returns z itself above its threshold (20 by
+# default: 0 to 2e-9 from log(1 + exp(z)) there, far below float32's rounding of z but not float64's), so
+# a float64 export sets it to SOFTPLUS_THRESHOLD_64, above which log(1 + exp(-z)) < 4.3e-18 is below half
+# z's ulp (exp(40) does not overflow).
+SOFTPLUS_THRESHOLD_64 = 40.0
 TORCH_FUNCTIONS = {
     "identity": None,
     "sigmoid": ("Sigmoid", {}),
@@ -302,6 +305,8 @@ def to_torch(model, *, dtype=None):
         modules.append(linear)
         if TORCH_FUNCTIONS[name] is not None:
             class_name, keywords = TORCH_FUNCTIONS[name]
+            if name == "softplus" and dtype == np.float64:
+                keywords = {**keywords, "threshold": SOFTPLUS_THRESHOLD_64}
             modules.append(getattr(torch.nn, class_name)(**keywords))
     return torch.nn.Sequential(*modules)
 

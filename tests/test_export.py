@@ -207,6 +207,22 @@ def test_to_torch_computes_the_same_outputs_and_round_trips_exactly():
         assert back.dtype == net.dtype
 
 
+def test_to_torch_softplus_is_exact_in_float64_above_pytorchs_default_threshold():
+    """PyTorch's Softplus returns z itself above its threshold (20 by default): 2e-9 off at z = 20, more
+    than float64's rounding; a float64 export raises the threshold, a float32 one needs not."""
+    torch = pytest.importorskip("torch")
+    net = fastmlp.MLP((1, 1, 1), activation="softplus", output="identity", loss="mse")
+    net.weights, net.biases = [np.ones((1, 1)), np.ones((1, 1))], [np.zeros(1), np.zeros(1)]
+    z = np.linspace(15.0, 45.0, 61).reshape(-1, 1)
+    with torch.no_grad():
+        got = fastmlp.to_torch(net)(torch.from_numpy(z)).numpy()
+        got32 = fastmlp.to_torch(net, dtype="float32")(torch.from_numpy(z.astype(np.float32))).numpy()
+    np.testing.assert_allclose(got, net.forward(z), rtol=1e-15, atol=0)
+    np.testing.assert_allclose(got32, net.forward(z), rtol=1e-7, atol=0)
+    default = torch.nn.Sequential(torch.nn.Linear(1, 2), torch.nn.Softplus(), torch.nn.Linear(2, 1))
+    assert fastmlp.from_torch(default.double()).activations == ("softplus",)         # any threshold
+
+
 def test_to_torch_layers_are_pytorchs_own():
     torch = pytest.importorskip("torch")
     net = fastmlp.MLP((3, 5, 2), activation="relu", output="softmax", loss="cross_entropy", dtype="float32")
