@@ -173,3 +173,54 @@ def test_step_leaves_biases_alone_without_bias():
     X, Y, theta = random_problem(rng, arch, 4)
     reference.step(arch, theta, X, Y, 0.5)
     assert not theta[arch.n_weights:].any()
+
+
+def torch_loss(torch, arch, params, X, Y, reg, weights):
+    """The loss of fastmlp's bricks written in PyTorch's own functions, for its autograd: params are
+    the weights then the biases (as Architecture.split gives them)."""
+    F = torch.nn.functional
+    functions = {"identity": lambda z: z, "sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu,
+                 "leaky_relu": lambda z: F.leaky_relu(z, 0.01), "elu": F.elu,
+                 "softplus": lambda z: F.softplus(z, threshold=50), "gelu": lambda z: F.gelu(z, approximate="none"),
+                 "silu": F.silu, "exp": torch.exp, "softmax": lambda z: torch.softmax(z, dim=1)}
+    L = arch.n_layers
+    Ws, bs = params[:L], params[L:]
+    h = torch.tensor(X)
+    for l in range(L):
+        z = h @ Ws[l] + (bs[l] if arch.bias else 0)
+        h = functions[arch.activations[l] if l < L - 1 else arch.output](z)
+    Y = torch.tensor(Y)
+    if arch.loss == "mse":
+        rows = 0.5 * ((Y - h) ** 2).sum(dim=1)
+    elif arch.loss == "poisson":
+        rows = (torch.xlogy(Y, Y) - Y * z - Y + torch.exp(z)).sum(dim=1)
+    elif arch.output == "softmax":
+        rows = -(Y * torch.log_softmax(z, dim=1)).sum(dim=1)
+    else:
+        rows = (F.softplus(z, threshold=50) - Y * z).sum(dim=1)
+    w = torch.ones(len(X), dtype=torch.float64) if weights is None else torch.tensor(weights)
+    return (w * rows).sum() / w.sum() + reg / w.sum() * 0.5 * sum((W ** 2).sum() for W in Ws)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("output, loss", OUTPUT_LOSSES)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_gradients_equal_pytorchs_autograd(activation, output, loss, backend):
+    """Every brick, with sample weights and the l2 penalty, on both backends: loss and gradient equal
+    those PyTorch's autograd computes from its own functions (an oracle independent of fastmlp's
+    derivatives), to 1e-12."""
+    torch = pytest.importorskip("torch")
+    arch = Architecture((4, 7, 5, 3), (activation, activation), output, loss, True)
+    rng = np.random.default_rng(len(activation) * 7 + len(output))
+    X, Y, theta = random_problem(rng, arch, 40)
+    X *= 2.0                                          # z across the bricks' branches (elu, relu: both signs)
+    w = random_weights(rng, 40, True)
+    net = fastmlp.MLP(arch.sizes, activation=activation, output=output, loss=loss, backend=backend)
+    net._theta[...] = theta
+    value, grads = net.loss_and_gradients(X, Y, reg=0.3, sample_weight=w)
+    params = [torch.tensor(p, requires_grad=True) for p in net.parameters]
+    expected = torch_loss(torch, arch, params, X, Y, 0.3, w)
+    expected.backward()
+    assert value == pytest.approx(expected.item(), rel=1e-12)
+    for ours, theirs in zip(grads, params):
+        np.testing.assert_allclose(ours, theirs.grad.numpy(), rtol=1e-10, atol=1e-12)

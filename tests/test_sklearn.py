@@ -308,8 +308,8 @@ def test_warm_start_with_early_stopping_keeps_the_best_parameters_of_all_fits():
     rng = np.random.default_rng(2)
     X = rng.normal(size=(61, 4))
     y = X[:, 0] * X[:, 1] + 0.1 * rng.normal(size=61)
-    est = MLPRegressor(hidden_layer_sizes=(1, 14), activation="logistic", batch_size=57, learning_rate_init=0.009, random_state=57,
-                       warm_start=True, early_stopping=True, validation_fraction=0.2, n_iter_no_change=2)
+    est = MLPRegressor(hidden_layer_sizes=(1, 14), activation="logistic", batch_size=57, learning_rate_init=0.009,
+                       random_state=57, warm_start=True, early_stopping=True, validation_fraction=0.2, n_iter_no_change=2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         est.set_params(max_iter=13).fit(X, y)
