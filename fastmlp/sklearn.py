@@ -249,7 +249,9 @@ class _BaseMLP(BaseEstimator):
         net = getattr(self, "_net", None)
         if net is None:
             sizes = [self.coefs_[0].shape[0], *(np.shape(c)[1] for c in self.coefs_)]
-            net = self._net = self._build_network(sizes, np.result_type(*self.coefs_, *self.intercepts_))
+            given = np.result_type(*self.coefs_, *self.intercepts_)
+            dtype = self.dtype or (np.float32 if given == np.float32 else np.float64)
+            net = self._net = self._build_network(sizes, dtype)
         net.backend = self.backend
         published = getattr(self, "_published", [])
         current = [*self.coefs_, *self.intercepts_]
