@@ -352,6 +352,22 @@ class _BaseMLP(BaseEstimator):
             net._theta[...] = self._stopping.best_theta     # scikit-learn ends such a fit
         self._record(history, n, batch_size, steps_per_epoch, incremental)
 
+    def _print_progress(self, epoch_losses, history):
+        """scikit-learn's verbose lines: each epoch's loss (and validation score), then why it stopped.
+        (With learning_rate="adaptive" scikit-learn also prints each division of the rate, which the
+        compiled loop makes without a record of when: fastmlp prints the last line only.)"""
+        scores = history.frame["val_accuracy" if isinstance(self, ClassifierMixin) else "val_r2"] \
+            if self.early_stopping else None
+        for k, value in enumerate(epoch_losses, start=1):
+            print(f"Iteration {k}, loss = {value:.8f}")
+            if scores is not None and k <= len(scores):
+                print(f"Validation score: {scores.iloc[k - 1]:f}")
+        if history.stopped_at:
+            adaptive = self.solver == "sgd" and self.learning_rate == "adaptive"
+            print(f"{'Validation score' if self.early_stopping else 'Training loss'} did not improve more than "
+                  f"tol={self.tol:f} for {self.n_iter_no_change} consecutive epochs."
+                  f"{' Learning rate too small.' if adaptive else ''} Stopping.")
+
     def _dropout(self, rng):
         """This fit's Dropout (None where no layer drops), its seed drawn from the estimator's random state:
         each fit and partial_fit call draws other masks, the same ones for the same random_state."""
@@ -406,10 +422,7 @@ class _BaseMLP(BaseEstimator):
         if self.solver == "sgd" and self.learning_rate == "invscaling":
             self._learning_rate = self.learning_rate_init / (self.t_ + 1) ** self.power_t
         if self.verbose:
-            for k, value in enumerate(epoch_losses, start=1):
-                print(f"Iteration {k}, loss = {value:.8f}")
-            if history.stopped_at:
-                print(f"Stopped: {history.stop_reason}.")
+            self._print_progress(epoch_losses, history)
         if not incremental and not history.stopped_at and epochs == self.max_iter:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
                           "optimization hasn't converged yet.", ConvergenceWarning)

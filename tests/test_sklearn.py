@@ -458,6 +458,23 @@ def test_coefs_set_on_an_unfitted_estimator_are_trained_on_as_scikit_learn():
         np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-16)
 
 
+@pytest.mark.parametrize("Ours, Theirs, params", [
+    (MLPClassifier, SkClassifier, dict(max_iter=300, n_iter_no_change=3, tol=0.1)),
+    (MLPClassifier, SkClassifier, dict(max_iter=30, early_stopping=True, n_iter_no_change=2, tol=0.5)),
+    (MLPRegressor, SkRegressor, dict(max_iter=30, early_stopping=True, n_iter_no_change=2, tol=0.5)),
+    (MLPClassifier, SkClassifier, dict(solver="sgd", learning_rate="invscaling", max_iter=5)),
+])
+def test_verbose_prints_scikit_learns_lines(digits, capsys, Ours, Theirs, params):
+    X, y = digits
+    printed = []
+    for Estimator in (Ours, Theirs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            Estimator(random_state=0, verbose=True, **params).fit(X[:300], y[:300])
+        printed.append(capsys.readouterr().out)
+    assert printed[0] == printed[1] and "Iteration 2, loss" in printed[0]
+
+
 # scikit-learn's own tests read attributes of its private objects that fastmlp's are not
 SKLEARN_PRIVATE = {"test_gradient": "calls MLPClassifier._loss_grad_lbfgs",
                    "test_learning_rate_warmstart": "reads _optimizer.learning_rate of its SGDOptimizer",
