@@ -475,7 +475,9 @@ def test_verbose_prints_scikit_learns_lines(digits, capsys, Ours, Theirs, params
     assert printed[0] == printed[1] and "Iteration 2, loss" in printed[0]
 
 
-# scikit-learn's own tests read attributes of its private objects that fastmlp's are not
+# scikit-learn's own tests read attributes of its private objects that fastmlp's are not; SKLEARN_TESTED:
+# the newest scikit-learn whose tests pass (a newer one's may test what fastmlp has not followed yet)
+SKLEARN_TESTED = (1, 9)
 SKLEARN_PRIVATE = {"test_gradient": "calls MLPClassifier._loss_grad_lbfgs",
                    "test_learning_rate_warmstart": "reads _optimizer.learning_rate of its SGDOptimizer",
                    "test_adaptive_learning_rate": "reads _optimizer.learning_rate of its SGDOptimizer"}
@@ -497,6 +499,9 @@ def test_scikit_learns_own_mlp_tests_pass(tmp_path):
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
                           "-W", "ignore::DeprecationWarning", *deselect, "test_mlp_on_fastmlp.py"],
                          cwd=tmp_path, capture_output=True, text=True)
+    if run.returncode != 0 and tuple(int(p) for p in sklearn.__version__.split(".")[:2]) > SKLEARN_TESTED:
+        pytest.xfail(f"scikit-learn {sklearn.__version__}'s own MLP tests, newer than the {SKLEARN_TESTED} ones "
+                     f"fastmlp was checked against, fail:\n{run.stdout[-3000:]}")
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert " passed" in run.stdout and "failed" not in run.stdout
 
