@@ -144,6 +144,9 @@ class _BaseMLP(BaseEstimator):
         if first_pass:
             self._initialize(Y, [X.shape[1], *hidden, Y.shape[1]], X.dtype)
         net = self._network()
+        if (X.shape[1], Y.shape[1]) != (net.sizes[0], net.sizes[-1]):     # coefs_ set by hand (see _network)
+            raise ValueError(f"X has {X.shape[1]} features and y {Y.shape[1]} output columns, but coefs_ take "
+                             f"{net.sizes[0]} inputs and give {net.sizes[-1]} outputs")
         validation = None if given[0] is None else self._validation_set(*given, net.dtype)
         X = _rows_as(X, net.dtype)
         Y = np.require(Y, net.dtype, ["C", "W"])

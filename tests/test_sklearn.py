@@ -452,6 +452,11 @@ def test_coefs_set_on_an_unfitted_estimator_are_trained_on_as_scikit_learn():
         clf._coef_grads, clf._intercept_grads = [0, 0], [0, 0]       # scikit-learn's own state
         fitted.append(clf.partial_fit(X, y, classes=[0, 1]))
     ours, theirs = fitted
+    with pytest.raises(ValueError, match="X has 4 features and y 1 output columns, but coefs_ take 3 inputs"):
+        clone_with_coefs = MLPClassifier(hidden_layer_sizes=2, solver="sgd")
+        clone_with_coefs.coefs_, clone_with_coefs.intercepts_ = ours.coefs_, ours.intercepts_
+        clone_with_coefs.out_activation_, clone_with_coefs.n_outputs_ = "logistic", 1
+        clone_with_coefs.partial_fit(np.ones((5, 4)), [0, 1, 0, 1, 0], classes=[0, 1])
     np.testing.assert_allclose(ours.coefs_[0], [[0.098, 0.195756], [0.2956664, 0.096008], [0.4939998, -0.002244]],
                                atol=1e-3)                             # the hand-worked update
     for a, b in zip(parameters(ours), parameters(theirs)):
@@ -473,6 +478,15 @@ def test_verbose_prints_scikit_learns_lines(digits, capsys, Ours, Theirs, params
             Estimator(random_state=0, verbose=True, **params).fit(X[:300], y[:300])
         printed.append(capsys.readouterr().out)
     assert printed[0] == printed[1] and "Iteration 2, loss" in printed[0]
+
+
+def test_partial_fit_refuses_targets_of_another_width():
+    """A regressor fitted on 2 targets and given 3 (scikit-learn's fails to broadcast): fastmlp's trained
+    on the first 2 columns without a word."""
+    X = np.ones((5, 3))
+    reg = MLPRegressor(max_iter=2).partial_fit(X, np.ones((5, 2)))
+    with pytest.raises(ValueError, match="y 3 output columns, but coefs_ take 3 inputs and give 2 outputs"):
+        reg.partial_fit(X, np.ones((5, 3)))
 
 
 # scikit-learn's own tests read attributes of its private objects that fastmlp's are not; SKLEARN_TESTED:
