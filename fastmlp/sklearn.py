@@ -251,7 +251,14 @@ class _BaseMLP(BaseEstimator):
         their shapes and dtype is built."""
         net = getattr(self, "_net", None)
         if net is None:
+            if not hasattr(self, "out_activation_"):
+                raise ValueError(f"coefs_ and intercepts_ set by hand need out_activation_ too (one of "
+                                 f"{sorted(OUTPUTS)}), as scikit-learn's do")
             sizes = [self.coefs_[0].shape[0], *(np.shape(c)[1] for c in self.coefs_)]
+            for name, value in (("n_iter_", 0), ("t_", 0), ("n_layers_", len(sizes)), ("n_outputs_", sizes[-1]),
+                                ("n_features_in_", sizes[0])):
+                if not hasattr(self, name):
+                    setattr(self, name, value)
             given = np.result_type(*self.coefs_, *self.intercepts_)
             dtype = self.dtype or (np.float32 if given == np.float32 else np.float64)
             net = self._net = self._build_network(sizes, dtype)

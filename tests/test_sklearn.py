@@ -461,6 +461,10 @@ def test_coefs_set_on_an_unfitted_estimator_are_trained_on_as_scikit_learn():
                                atol=1e-3)                             # the hand-worked update
     for a, b in zip(parameters(ours), parameters(theirs)):
         np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-16)
+    bare = MLPClassifier(hidden_layer_sizes=2, solver="sgd")          # no out_activation_: said, not crashed
+    bare.coefs_, bare.intercepts_ = ours.coefs_, ours.intercepts_
+    with pytest.raises(ValueError, match="set by hand need out_activation_ too"):
+        bare.partial_fit(X, y, classes=[0, 1])
 
 
 @pytest.mark.parametrize("Ours, Theirs, params", [
