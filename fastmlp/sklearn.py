@@ -262,6 +262,11 @@ class _BaseMLP(BaseEstimator):
             given = np.result_type(*self.coefs_, *self.intercepts_)
             dtype = self.dtype or (np.float32 if given == np.float32 else np.float64)
             net = self._net = self._build_network(sizes, dtype)
+        if net.activations and net.activations[0] != ACTIVATIONS[self.activation]:     # set_params(activation=)
+            rebuilt = self._build_network(net.sizes, net.dtype)          # after a fit: scikit-learn's next
+            rebuilt._theta[...] = net._theta                             # forward pass applies it
+            net = self._net = rebuilt
+            self._publish(net)
         net.backend = self.backend
         published = getattr(self, "_published", [])
         current = [*self.coefs_, *self.intercepts_]
@@ -316,6 +321,7 @@ class _BaseMLP(BaseEstimator):
         """Epochs of minibatch sgd or adam in one backend train_loop run (see fastmlp.training._fit)."""
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
+        self._start_records()
         if not incremental or not hasattr(self, "_optimizer"):
             self._optimizer = self._new_optimizer()
             self._learning_rate = float(self.learning_rate_init)
@@ -333,10 +339,8 @@ class _BaseMLP(BaseEstimator):
         batch_size = min(200, n) if self.batch_size == "auto" else int(np.clip(self.batch_size, 1, n))
         steps_per_epoch = math.ceil(n / batch_size)
         epochs = 1 if incremental else self.max_iter
-        if not hasattr(self, "loss_curve_"):            # a warm start from an lbfgs fit
-            self.loss_curve_, self.validation_scores_ = [], [] if self.early_stopping else None
-            self.best_loss_ = None if self.early_stopping else np.inf
-            self.best_validation_score_ = -np.inf if self.early_stopping else None
+        if not hasattr(self, "loss_curve_"):            # a warm start from an lbfgs fit (_start_records:
+            self.loss_curve_ = []                       # the rest)
         previous = getattr(self, "_stopping", None)
         if previous is None or not incremental:
             self._stopping = self._new_stopping(net._theta, previous)
@@ -377,6 +381,14 @@ class _BaseMLP(BaseEstimator):
             print(f"{'Validation score' if self.early_stopping else 'Training loss'} did not improve more than "
                   f"tol={self.tol:f} for {self.n_iter_no_change} consecutive epochs."
                   f"{' Learning rate too small.' if adaptive else ''} Stopping.")
+
+    def _start_records(self):
+        """The convergence rule's fitted attributes as a fresh fit starts them, where the last fit left
+        none (lbfgs) or early_stopping was switched on or off since (scikit-learn's fails on None)."""
+        if self.early_stopping and getattr(self, "validation_scores_", None) is None:
+            self.validation_scores_, self.best_validation_score_, self.best_loss_ = [], -np.inf, None
+        if not self.early_stopping and getattr(self, "best_loss_", None) is None:
+            self.validation_scores_, self.best_validation_score_, self.best_loss_ = None, None, np.inf
 
     def _dropout(self, rng):
         """This fit's Dropout (None where no layer drops), its seed drawn from the estimator's random state:

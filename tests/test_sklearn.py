@@ -484,6 +484,31 @@ def test_verbose_prints_scikit_learns_lines(digits, capsys, Ours, Theirs, params
     assert printed[0] == printed[1] and "Iteration 2, loss" in printed[0]
 
 
+def test_set_params_between_warm_fits_apply_as_in_scikit_learn(digits):
+    """A new activation applies to the fitted weights at once (predictions too, as scikit-learn's next
+    forward pass); fastmlp kept the old one (0.15 apart in probabilities). early_stopping switched on
+    or off between warm fits starts its own record (scikit-learn's fails on None)."""
+    X, y = digits
+    fitted = []
+    for Estimator in (MLPClassifier, SkClassifier):
+        est = Estimator(hidden_layer_sizes=(10,), max_iter=5, random_state=0, warm_start=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(X, y).set_params(activation="tanh")
+            before = est.predict_proba(X)
+            fitted.append((before, est.fit(X, y)))
+    (ours_before, ours), (theirs_before, theirs) = fitted
+    np.testing.assert_allclose(ours_before, theirs_before, rtol=1e-12, atol=1e-15)
+    for a, b in zip(parameters(ours), parameters(theirs)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours.set_params(early_stopping=True).fit(X, y)
+        assert len(ours.validation_scores_) == ours.n_iter_ and ours.best_loss_ is None
+        ours.set_params(early_stopping=False).fit(X, y)
+    assert np.isfinite(ours.best_loss_)
+
+
 def test_partial_fit_refuses_targets_of_another_width():
     """A regressor fitted on 2 targets and given 3 (scikit-learn's fails to broadcast): fastmlp's trained
     on the first 2 columns without a word."""
