@@ -443,7 +443,7 @@ def from_sklearn(cls, estimator):
         ours._learning_rate = rate if ours.learning_rate == "invscaling" else float(ours.learning_rate_init)
         ours._stopping = ours._new_stopping(net._theta)
         state = ours._stopping.state
-        state[BEST] = -ours.best_validation_score_ if ours.early_stopping else ours.best_loss_
+        state[BEST] = -ours.best_validation_score_ if ours.early_stopping else ours.best_loss_ * ours._loss_scale()
         state[BAD_COUNT] = getattr(estimator, "_no_improvement_count", 0)
         state[LR_SCALE] = rate / ours.learning_rate_init if adaptive else 1.0
     return ours

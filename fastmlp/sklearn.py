@@ -233,8 +233,11 @@ class _BaseMLP(BaseEstimator):
         improvement and best parameters, as scikit-learn's keeps best_loss_ (best_validation_score_,
         _best_coefs) and _no_improvement_count across such fits (the rate scale starts afresh, as its
         new optimizer's rate does): a count of 9 of 10 left the next fit 2 epochs, where a fresh rule
-        ran 3."""
-        stopping = Stopping.start(theta, "val_score" if self.early_stopping else "loss", self.tol,
+        ran 3. fastmlp's squared error sums over the outputs (sum / 2N; scikit-learn's averages over them),
+        so the rule compares it with tol times n_outputs_: with tol itself, tol=0.01 on two targets
+        stopped a fit an epoch later than scikit-learn's."""
+        tol = self.tol * self._loss_scale()
+        stopping = Stopping.start(theta, "val_score" if self.early_stopping else "loss", tol,
                                   self.n_iter_no_change + 1, restore_best=self.early_stopping,
                                   adaptive=self.solver == "sgd" and self.learning_rate == "adaptive")
         if previous is not None and previous.monitor == stopping.monitor and previous.best_theta.shape == \
@@ -243,6 +246,12 @@ class _BaseMLP(BaseEstimator):
             stopping.state[carried] = previous.state[carried]
             stopping.best_theta[...] = previous.best_theta
         return stopping
+
+    def _loss_scale(self):
+        """fastmlp's training loss over scikit-learn's: n_outputs_ for a squared error monitored without
+        early stopping (fastmlp's sums over the outputs, scikit-learn's averages), else 1."""
+        mse = LOSSES[self.out_activation_] == "mse"
+        return self.n_outputs_ if mse and not self.early_stopping else 1
 
     def _network(self):
         """The fastmlp network whose parameters coefs_ and intercepts_ are; arrays that users set in their

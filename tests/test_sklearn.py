@@ -118,6 +118,21 @@ def test_regressor_walks_scikit_learns_path(solver):
     assert_same_fit(MLPRegressor(**kw), SkRegressor(**kw), X, y, tol=1e-7 if solver == "lbfgs" else 1e-10)
 
 
+@pytest.mark.parametrize("solver, learning_rate", [("sgd", "constant"), ("sgd", "adaptive"), ("adam", "constant")])
+def test_multi_output_regressor_stops_where_scikit_learn_does(solver, learning_rate):
+    """fastmlp's squared error sums over the outputs, scikit-learn's averages: the rule compares with tol
+    times the outputs (with tol itself, tol=0.01 on two targets ran an epoch more)."""
+    X, y = sklearn.datasets.make_regression(200, 5, noise=3, random_state=0)
+    Y = np.c_[y, y ** 2 / 100] / 100
+    for tol in (1e-2, 0.1, 0.5):
+        kw = dict(hidden_layer_sizes=(10,), max_iter=200, random_state=0, solver=solver, learning_rate_init=0.05,
+                  tol=tol, n_iter_no_change=2, learning_rate=learning_rate)
+        ours, theirs = MLPRegressor(**kw).fit(X, Y), SkRegressor(**kw).fit(X, Y)
+        assert ours.n_iter_ == theirs.n_iter_
+        for a, b in zip(parameters(ours), parameters(theirs)):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
+
+
 WEIGHTED = [
     dict(solver="adam"),
     dict(solver="sgd", learning_rate_init=0.1),
