@@ -427,6 +427,7 @@ def from_sklearn(cls, estimator):
     for name in FITTED:
         if hasattr(estimator, name):
             setattr(ours, name, copy.deepcopy(getattr(estimator, name)))
+    _rescale_losses(ours, ours._loss_scale() if ours.solver != "lbfgs" else 1)
     sizes = [W.shape[0] for W in ours.coefs_] + [ours.coefs_[-1].shape[1]]
     ours._net = ours._build_network(sizes, ours.coefs_[0].dtype)
     net = ours._network()
@@ -443,7 +444,7 @@ def from_sklearn(cls, estimator):
         ours._learning_rate = rate if ours.learning_rate == "invscaling" else float(ours.learning_rate_init)
         ours._stopping = ours._new_stopping(net._theta)
         state = ours._stopping.state
-        state[BEST] = -ours.best_validation_score_ if ours.early_stopping else ours.best_loss_ * ours._loss_scale()
+        state[BEST] = -ours.best_validation_score_ if ours.early_stopping else ours.best_loss_
         state[BAD_COUNT] = getattr(estimator, "_no_improvement_count", 0)
         state[LR_SCALE] = rate / ours.learning_rate_init if adaptive else 1.0
     return ours
@@ -469,6 +470,8 @@ def to_sklearn(ours):
     for name in FITTED:
         if hasattr(ours, name):
             setattr(estimator, name, copy.deepcopy(getattr(ours, name)))
+    if hasattr(ours, "out_activation_") and ours.solver != "lbfgs":
+        _rescale_losses(estimator, 1 / ours._loss_scale())
     optimizer = getattr(ours, "_optimizer", None)
     if optimizer is None:
         return estimator
@@ -489,6 +492,18 @@ def to_sklearn(ours):
     estimator._optimizer = sk_optimizer
     estimator._no_improvement_count = int(stopping.state[BAD_COUNT]) if stopping is not None else 0
     return estimator
+
+
+def _rescale_losses(estimator, scale):
+    """loss_curve_, loss_ and best_loss_ times `scale`: a multi-output regressor's squared error is
+    n_outputs_ times scikit-learn's in fastmlp (its sum over the outputs; see fastmlp.sklearn)."""
+    if scale == 1:
+        return
+    if getattr(estimator, "loss_curve_", None) is not None:
+        estimator.loss_curve_ = [value * scale for value in estimator.loss_curve_]
+    for name in ("loss_", "best_loss_"):
+        if getattr(estimator, name, None) is not None:
+            setattr(estimator, name, getattr(estimator, name) * scale)
 
 
 def _layers(arch, flat):

@@ -133,6 +133,27 @@ def test_multi_output_regressor_stops_where_scikit_learn_does(solver, learning_r
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
 
 
+def test_multi_output_regressor_conversions_keep_each_librarys_loss_scale():
+    X, y = sklearn.datasets.make_regression(200, 5, noise=3, random_state=0)
+    Y = np.c_[y, y ** 2 / 100] / 100
+    kw = dict(hidden_layer_sizes=(10,), max_iter=5, random_state=0, solver="sgd", learning_rate_init=0.05, tol=0.01,
+              n_iter_no_change=2, warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        theirs = SkRegressor(**kw).fit(X, Y)
+        ours = MLPRegressor.from_sklearn(theirs)
+        assert ours.best_loss_ == pytest.approx(2 * theirs.best_loss_, rel=1e-15)
+        for _ in range(6):
+            theirs.partial_fit(X, Y)
+            ours.partial_fit(X, Y)
+        assert ours._no_improvement_count == theirs._no_improvement_count
+        back = ours.to_sklearn()
+        assert back.loss_curve_[-1] == pytest.approx(theirs.loss_curve_[-1], rel=1e-5)    # (the penalty's share)
+        theirs.set_params(max_iter=30).fit(X, Y)
+        back.set_params(max_iter=30).fit(X, Y)
+    assert back.n_iter_ == theirs.n_iter_
+
+
 WEIGHTED = [
     dict(solver="adam"),
     dict(solver="sgd", learning_rate_init=0.1),
