@@ -209,10 +209,7 @@ class _BaseMLP(BaseEstimator):
         if self.solver != "lbfgs":
             self.loss_curve_ = []
             self._stopping = None
-            if self.early_stopping:
-                self.validation_scores_, self.best_validation_score_, self.best_loss_ = [], -np.inf, None
-            else:
-                self.validation_scores_, self.best_validation_score_, self.best_loss_ = None, None, np.inf
+            self.validation_scores_ = self.best_validation_score_ = self.best_loss_ = None   # _start_records
 
     def _build_network(self, sizes, dtype):
         """The fastmlp network of this estimator's bricks for layer widths `sizes` (out_activation_ set)."""
@@ -375,17 +372,15 @@ class _BaseMLP(BaseEstimator):
             net._theta[...] = self._stopping.best_theta     # scikit-learn ends such a fit
         self._record(history, n, batch_size, steps_per_epoch, incremental)
 
-    def _print_progress(self, epoch_losses, history):
+    def _print_progress(self, epoch_losses, scores, stopped):
         """scikit-learn's verbose lines: each epoch's loss (and validation score), then why it stopped.
         (With learning_rate="adaptive" scikit-learn also prints each division of the rate, which the
         compiled loop makes without a record of when: fastmlp prints the last line only.)"""
-        scores = history.frame["val_accuracy" if isinstance(self, ClassifierMixin) else "val_r2"] \
-            if self.early_stopping else None
         for k, value in enumerate(epoch_losses, start=1):
             print(f"Iteration {k}, loss = {value:.8f}")
-            if scores is not None and k <= len(scores):
-                print(f"Validation score: {scores.iloc[k - 1]:f}")
-        if history.stopped_at:
+            if k <= len(scores):
+                print(f"Validation score: {scores[k - 1]:f}")
+        if stopped:
             adaptive = self.solver == "sgd" and self.learning_rate == "adaptive"
             print(f"{'Validation score' if self.early_stopping else 'Training loss'} did not improve more than "
                   f"tol={self.tol:f} for {self.n_iter_no_change} consecutive epochs."
@@ -443,9 +438,11 @@ class _BaseMLP(BaseEstimator):
         self.loss_curve_.extend([*(float(v) for v in epoch_losses), *diverged])
         self.loss_ = self.loss_curve_[-1]
         state = self._stopping.state
+        scores = []
         if self.early_stopping:
             score_name = "val_accuracy" if isinstance(self, ClassifierMixin) else "val_r2"
-            self.validation_scores_.extend([*(float(v) for v in history.frame[score_name]), *diverged])
+            scores = [float(v) for v in history.frame[score_name]]
+            self.validation_scores_.extend([*scores, *diverged])
             self.best_validation_score_ = -float(state[BEST])
         else:
             self.best_loss_ = float(state[BEST])
@@ -453,7 +450,7 @@ class _BaseMLP(BaseEstimator):
         if self.solver == "sgd" and self.learning_rate == "invscaling":
             self._learning_rate = self.learning_rate_init / (self.t_ + 1) ** self.power_t
         if self.verbose:
-            self._print_progress(epoch_losses, history)
+            self._print_progress(epoch_losses, scores, history.stopped_at)
         if not incremental and not history.stopped_at and epochs == self.max_iter:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
                           "optimization hasn't converged yet.", ConvergenceWarning)
