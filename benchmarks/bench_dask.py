@@ -56,7 +56,8 @@ def compile_here(estimator, X, y, **fit_params):
     """A fit of a clone of `estimator` on a few rows, in this process: the kernels the workers will run go
     into the cache they load them from (as the README tells a cluster's users to do), so that no timing
     includes their compilation (a fresh clone's `make bench` timed it in the search with n_jobs=1, 128 s),
-    and no worker compiles under its memory limit (compiling took one to 1013 MB of its 1024)."""
+    and no worker compiles under its memory limit (compiling the train loop takes a process to 905 MB,
+    against 314 MB loading it from the cache: in that run the nanny restarted a compiling worker)."""
     clone(estimator).partial_fit(X, y, **fit_params).predict(X)
 
 
