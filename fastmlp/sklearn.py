@@ -273,7 +273,8 @@ class _BaseMLP(BaseEstimator):
             rebuilt._theta[...] = net._theta                             # forward pass applies it
             net = self._net = rebuilt
             self._publish(net)
-        net.backend = self.backend
+        if net.backend != self.backend:
+            net.backend = self.backend
         published = getattr(self, "_published", [])
         current = [*self.coefs_, *self.intercepts_]
         if not (len(current) == len(published) and all(a is b and a.base is net._theta
@@ -473,7 +474,8 @@ class _BaseMLP(BaseEstimator):
 
     def _forward(self, X):
         """The output layer (N, O) for X, validated as scikit-learn validates it."""
-        check_is_fitted(self)
+        if not hasattr(self, "coefs_"):     # (check_is_fitted scans every attribute and the tags: 6 us
+            check_is_fitted(self)           # of a one-row predict; its verdict and error otherwise)
         if not _is_plain(X, self):        # a plain array is checked by the network (NaN/inf included)
             X = validate_data(self, X, accept_sparse=SPARSE_FORMATS, reset=False, dtype=(np.float64, np.float32))
         net = self._network()

@@ -454,19 +454,23 @@ def test_batches_split_into_parallel_groups_match_the_reference(arch, N, dtype):
 
 @pytest.mark.parametrize("N", [1, 5, 15, 16, 40])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_forward_on_a_few_rows_cuts_wide_layers_into_column_groups(N, dtype):
-    """Too few rows for two groups of rows: a network with large weights cuts each layer's columns
-    into two groups instead (each thread reads half the weights); forward matches the reference."""
-    arch = Architecture((784, 300, 10), ("relu",), "softmax", "cross_entropy", True)
+@pytest.mark.parametrize("sizes", [(784, 300, 10), (784, 256, 128, 10)], ids=str)
+def test_forward_on_a_few_rows_cuts_wide_layers_into_column_groups(sizes, N, dtype):
+    """Too few rows for two groups of rows: each layer with large weights has its columns cut into two
+    groups instead (each thread reads half of them), the others not; forward matches the reference."""
+    arch = Architecture(sizes, ("relu",) * (len(sizes) - 2), "softmax", "cross_entropy", True)
     spec, itemsize = kernels.spec_of(arch), np.dtype(dtype).itemsize
     if spec[6] > 1:
-        weight_bytes = (784 * 300 + 300 * 10) * itemsize
-        cut = N < 2 * plan.FORWARD_MIN_ROWS and weight_bytes >= plan.COLUMN_MIN_BYTES * (2 if N == 1 else 1)
-        assert plan.column_groups(N, spec[0], spec[6], itemsize) == (2 if cut else 1)
-        assert cut or itemsize == 4 or N >= 16                      # float64 cuts every few rows
+        cuts = [N < 2 * plan.FORWARD_MIN_ROWS and fan_in * fan_out * itemsize >= plan.COLUMN_MIN_BYTES
+                for fan_in, fan_out in zip(sizes[:-1], sizes[1:])]
+        assert [plan.column_groups(N, a, b, spec[6], itemsize) for a, b in zip(sizes[:-1], sizes[1:])] == \
+            [2 if cut else 1 for cut in cuts]
+        assert cuts[0] == (N < 16) and not cuts[-1]                  # the wide first layer only, on few rows
+        assert plan.cuts_columns(N, spec[0], spec[6], itemsize) == (N < 16)
+        assert not plan.cuts_columns(N, spec[0], 1, itemsize)         # BLAS not held: never
         assert plan.layers_groups(N, spec[0], spec[6], itemsize, plan.FORWARD_MIN_ROWS) == (1 if N < 16 else 2)
     small = kernels.spec_of(Architecture((64, 128, 10), ("relu",), "softmax", "cross_entropy", True))
-    assert plan.column_groups(1, small[0], small[6], itemsize) == 1                 # the fork costs more
+    assert not plan.cuts_columns(1, small[0], small[6], itemsize)     # the fork costs more
     X, Y, theta = random_problem(np.random.default_rng(N), arch, N, dtype)
     assert_kernels_match(arch, X, Y, theta, reg=0.1)
 
@@ -516,11 +520,11 @@ def test_kernel_calls_hold_blas_to_one_thread_and_restore_it():
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("rows, cols, inner", [(7, 5, 3), (200, 1, 64), (64, 1, 200), (200, 64, 1), (1, 1, 1),
-                                               (33, 1, 1)])
+                                               (33, 1, 1), (1, 37, 11), (1, 64, 200)])
 def test_gemm_matches_numpy_for_every_transpose_and_narrow_shapes(rows, cols, inner, dtype):
     """blas.gemm, C = alpha op(A) @ op(B) + beta C, against NumPy for both transposes and beta 0 or 1,
-    through BLAS and through narrow_gemm's loops (one column, or an inner dimension of 1); beta 0
-    ignores what C held (NaN included), as BLAS does; C may be a column slice of a wider array."""
+    through BLAS, narrow_gemm's loops (one column, or an inner dimension of 1) and one_row_gemm's (one
+    row, neither transposed); beta 0 ignores what C held (NaN included), as BLAS does; C may be a column slice of a wider array."""
     from fastmlp.kernels.blas import gemm
     rng = np.random.default_rng(rows * 100 + cols * 10 + inner)
     tol = 1e-13 if dtype == "float64" else 2e-5
@@ -542,6 +546,26 @@ def test_gemm_matches_numpy_for_every_transpose_and_narrow_shapes(rows, cols, in
                 C = before.copy() if beta else np.full((rows, cols), np.nan, dtype)
                 gemm(transpose_a, transpose_b, A, B, C, -0.5, beta, np.empty(2, dtype))
                 np.testing.assert_allclose(C, expected, rtol=tol, atol=tol * max(1, inner))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_one_row_gemm_writes_its_columns_only(dtype):
+    """one_row_gemm on columns [c0, c1) (a column group of forward on one row) matches NumPy there and
+    leaves C's other columns as they were, for inner dimensions that four-row steps do and do not
+    divide."""
+    from fastmlp.kernels.blas import one_row_gemm
+    rng = np.random.default_rng(7)
+    tol = 1e-13 if dtype == "float64" else 2e-5
+    for inner in (1, 4, 13, 784):
+        A = rng.standard_normal((1, inner)).astype(dtype)
+        B = rng.standard_normal((inner, 50)).astype(dtype)
+        for beta in (0.0, 1.0):
+            C = rng.standard_normal((1, 50)).astype(dtype)
+            before = C.copy()
+            one_row_gemm(A, B, C, 2.0, beta, 17, 41)
+            expected = 2.0 * A.astype(float) @ B[:, 17:41].astype(float) + beta * before[:, 17:41]
+            np.testing.assert_allclose(C[:, 17:41], expected, rtol=tol, atol=tol * inner)
+            assert np.array_equal(C[:, :17], before[:, :17]) and np.array_equal(C[:, 41:], before[:, 41:])
 
 
 def test_one_blas_thread_restores_the_count_once_for_nested_holders():
@@ -595,6 +619,23 @@ def test_idle_cores_reads_the_runnable_threads_and_allows_for_its_own_spin(tmp_p
     assert threads.IdleCores(loadavg(tmp_path, 2), follow=False).threads(2) == 2
     (tmp_path / "garbled").write_text("no numbers here")
     assert threads.IdleCores(str(tmp_path / "garbled")).threads(2) == 2
+
+
+def test_a_small_call_that_comes_alone_wakes_no_thread(tmp_path, monkeypatch):
+    """Below WAKE_MIN_MACS a call long after fastmlp's last runs on one thread (its threads sleep, and
+    waking one costs more than it saves); calls in quick succession take the idle core."""
+    from fastmlp.kernels import threads
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    now = [100.0]
+    monkeypatch.setattr(threads.time, "perf_counter", lambda: now[0])
+    idle, small = threads.IdleCores(loadavg(tmp_path, 1)), threads.WAKE_MIN_MACS - 1
+    assert idle.threads(2, small) == 1 and idle.threads(2, threads.WAKE_MIN_MACS) == 2
+    idle.ended(1)
+    now[0] += threads.OWN_SPIN_S / 2
+    assert idle.threads(2, small) == 2                         # the one before ended just now
+    idle.ended(2)
+    now[0] += 2 * threads.OWN_SPIN_S
+    assert idle.threads(2, small) == 1
 
 
 @pytest.mark.parametrize("rows, threads_inside", [(128, 1), (8192, 2)], ids=["short", "long"])

@@ -83,12 +83,13 @@ def dropout_state(dropout):
 NO_BLAS_THREADS = contextlib.nullcontext()
 
 
-def threads_for(arch, spec, rows):
+def threads_for(arch, spec, rows, outputs_only=False):
     """The context of a kernel call on `spec` over `rows` rows (threads.CallThreads): Numba's threads
     within the process's budget and, for a short call (rows x arch.n_weights multiply-adds), the cores
     idle now; BLAS on one thread for the layered path (its products go through BLAS; the fused path
-    calls none)."""
-    return CallThreads(rows * arch.n_weights, NO_BLAS_THREADS if spec[5] else one_blas_thread())
+    calls none, nor do the outputs of one row: blas.one_row_gemm)."""
+    calls_blas = not (spec[5] or (outputs_only and rows == 1))
+    return CallThreads(rows * arch.n_weights, one_blas_thread() if calls_blas else NO_BLAS_THREADS)
 
 
 def as_kernel_weights(weights, theta):
@@ -122,7 +123,7 @@ def forward(arch, theta, X):
     sparse = is_sparse(X)
     spec = spec_of(arch, False, sparse)
     no_rows = np.empty((0, arch.sizes[-1]), theta.dtype)
-    with threads_for(arch, spec, X.shape[0]):
+    with threads_for(arch, spec, X.shape[0], outputs_only=True):
         finite, _, out = outputs_compiled(spec, theta, as_kernel_rows(X, sparse), no_rows,
                                           as_kernel_weights(None, theta), 0.0, 0)
     raise_if_not_finite(finite, ("X", X))
@@ -133,7 +134,7 @@ def loss(arch, theta, X, Y, reg=0.0, penalty="l2", weights=None):
     """The data loss plus (reg / N) * penalty(weights), as a Python float."""
     sparse = is_sparse(X)
     spec = spec_of(arch, weights is not None, sparse)
-    with threads_for(arch, spec, X.shape[0]):
+    with threads_for(arch, spec, X.shape[0], outputs_only=True):
         finite, value, _ = outputs_compiled(spec, theta, as_kernel_rows(X, sparse), Y,
                                             as_kernel_weights(weights, theta), reg, PENALTY_CODES[penalty])
     raise_if_not_finite(finite, ("X", X), ("Y", Y))

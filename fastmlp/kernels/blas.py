@@ -43,11 +43,14 @@ def gemm(transpose_a, transpose_b, A, B, C, alpha, beta, scalars):
     The kernels call this with BLAS held to one thread (one_blas_thread), where its blocking, and so
     every bit of C, follows from the shapes alone; with several threads OpenBLAS cuts a long inner
     dimension at points that depend on its thread count and its kernel. Products with one column or
-    an inner dimension of 1 do not reach BLAS (narrow_gemm)."""
+    an inner dimension of 1 do not reach BLAS (narrow_gemm), nor does one row times B (one_row_gemm)."""
     rows, cols = C.shape
     inner = A.shape[0] if transpose_a else A.shape[1]
     if cols == 1 or inner == 1:
         narrow_gemm(transpose_a, transpose_b, A, B, C, alpha, beta)
+        return
+    if rows == 1 and not (transpose_a or transpose_b):
+        one_row_gemm(A, B, C, alpha, beta, 0, cols)
         return
     scalars[0] = alpha
     scalars[1] = beta
@@ -94,6 +97,36 @@ def narrow_gemm(transpose_a, transpose_b, A, B, C, alpha, beta):
         s = a * u[i]
         for j in range(cols):
             C[i, j] = s * w[j] + (b * C[i, j] if beta != 0 else 0)
+
+
+@nb.njit(**STRICT)
+def one_row_gemm(A, B, C, alpha, beta, c0, c1):
+    """Columns [c0, c1) of C (1, m) = alpha A @ B + beta C for A (1, k), B (k, m): a layer's forward
+    product on one row, as a served model predicts. BLAS packs B (the whole weight matrix) first; these
+    loops read it once, four rows of B to each pass over C (which stays in cache):
+
+        C[0, j] = beta C[0, j] + sum_i (alpha A[0, i]) B[i, j]        i in order, four at a time
+
+    B and C whole (C-contiguous, not column slices: the compiler vectorises the loop over j only where
+    it knows a row's numbers are adjacent). One thread, us, BLAS against these loops (2-core AMD EPYC,
+    SkylakeX kernels): (784, 256) float64 28.4 against 22.7, float32 10.2 against 10.0; (784, 1024)
+    float64 197 against 88, float32 116 against 40; (256, 128) float64 3.9 against 3.4."""
+    k, a, b = B.shape[0], C.dtype.type(alpha), C.dtype.type(beta)
+    c = C[0, c0:c1]                          # (row slices: loops from 0, which need no wraparound check)
+    for j in range(c.size):
+        c[j] = b * c[j] if beta != 0 else 0
+    i = 0
+    while i + 4 <= k:
+        a0, a1, a2, a3 = a * A[0, i], a * A[0, i + 1], a * A[0, i + 2], a * A[0, i + 3]
+        b0, b1, b2, b3 = B[i, c0:c1], B[i + 1, c0:c1], B[i + 2, c0:c1], B[i + 3, c0:c1]
+        for j in range(c.size):
+            c[j] += a0 * b0[j] + a1 * b1[j] + a2 * b2[j] + a3 * b3[j]
+        i += 4
+    while i < k:
+        s, row = a * A[0, i], B[i, c0:c1]
+        for j in range(c.size):
+            c[j] += s * row[j]
+        i += 1
 
 
 # -- BLAS's own threads, from Python ---------------------------------------------------------------------

@@ -29,13 +29,13 @@ import math
 import numba as nb
 import numpy as np
 
-from .blas import gemm
+from .blas import gemm, one_row_gemm
 from .fastmath import (
     EXP, FAST, IDENTITY, SIGMOID, SOFTMAX, STRICT, activate_rows, activate_rows_keeping_derivative, exp_nonpositive,
     keeps_derivative, scale_by_derivative, sigmoid,
 )
 from .memory import aligned_empty
-from .plan import FORWARD_MIN_ROWS, column_groups, layers_groups, layers_plan
+from .plan import FORWARD_MIN_ROWS, column_groups, cuts_columns, layers_groups, layers_plan
 from .sparse import add_transposed_product, by_kind, first_product, rows_of, sparse_product
 from ..dropout import row_key, threshold, unit_bits
 
@@ -404,26 +404,35 @@ def columns_product(prev, W, Z, scalars):
     n_groups, cols = scalars.shape[0], W.shape[1]
     for g in nb.prange(n_groups):
         c0, c1 = g * cols // n_groups, (g + 1) * cols // n_groups
-        gemm(False, False, prev, W[:, c0:c1], Z[:, c0:c1], 1.0, 0.0, scalars[g])
+        if Z.shape[0] == 1:                  # (on W and Z whole, which it vectorises; see one_row_gemm)
+            one_row_gemm(prev, W, Z, 1.0, 0.0, c0, c1)
+        else:
+            gemm(False, False, prev, W[:, c0:c1], Z[:, c0:c1], 1.0, 0.0, scalars[g])
 
 
 first_product_in_columns = by_kind(columns_product, sparse_product)   # sparse X: one product (never cut)
 
 
 @nb.njit(**FAST)
-def forward_in_columns(spec, theta, X, Y, w, inv_N, n_groups, out, scratch):
-    """out = the network's output for a few rows X, as chunk_forward computes it with every layer's
-    product cut into n_groups column groups (columns_product); returns the data loss times N."""
+def forward_in_columns(spec, theta, X, Y, w, inv_N, out, scratch):
+    """out = the network's output for a few rows X, as chunk_forward computes it with each layer's
+    product cut into its column groups (plan.column_groups, columns_product); returns the data loss
+    times N."""
     sizes, codes = spec[0], spec[1]
     acts, N, L = scratch[0], X.shape[0], sizes.size - 1
-    scalars = np.empty((n_groups, 2), theta.dtype)
+    scalars = np.empty((2, 2), theta.dtype)
     prev, at = rows_view(acts, 0, N, sizes[1]), 0
     for l in range(1, L + 1):
-        Z = rows_view(acts, at, N, sizes[l])
-        if l == 1:
-            first_product_in_columns(X, weight_view(theta, sizes, 1), Z, scalars)
+        Z, W = rows_view(acts, at, N, sizes[l]), weight_view(theta, sizes, l)
+        n_columns = column_groups(N, sizes[l - 1], sizes[l], spec[6], theta.itemsize)
+        if l == 1 and n_columns > 1:
+            first_product_in_columns(X, W, Z, scalars[:n_columns])
+        elif l == 1:
+            first_product(X, W, Z, scalars[0])
+        elif n_columns > 1:
+            columns_product(prev, W, Z, scalars[:n_columns])
         else:
-            columns_product(prev, weight_view(theta, sizes, l), Z, scalars)
+            gemm(False, False, prev, W, Z, 1.0, 0.0, scalars[0])
         activate_rows(Z, bias_view(theta, sizes, l), codes[l - 1] if l < L else IDENTITY)
         prev, at = Z, at + N * sizes[l]
     total = output_and_loss(spec, prev, Y, w, np.int64(0), inv_N, rows_view(scratch[1], 0, N, sizes[L]),
@@ -442,9 +451,8 @@ def forward_into(spec, theta, X, Y, w, out, scratch):
     inv_N = theta.dtype.type(1.0 / W_sum)
     n_groups = layers_groups(N, spec[0], spec[6], theta.itemsize, FORWARD_MIN_ROWS)
     if n_groups == 1:
-        n_columns = column_groups(N, spec[0], spec[6], theta.itemsize)
-        if n_columns > 1:
-            return forward_in_columns(spec, theta, X, Y, w, inv_N, n_columns, out, scratch) / W_sum
+        if cuts_columns(N, spec[0], spec[6], theta.itemsize):
+            return forward_in_columns(spec, theta, X, Y, w, inv_N, out, scratch) / W_sum
         return rows_forward(spec, theta, X, Y, w, np.int64(0), N, inv_N, out, scratch) / W_sum
     return forward_in_groups(spec, theta, X, Y, w, inv_N, n_groups, out) / W_sum
 

@@ -23,7 +23,7 @@ LAYER_MAX_GROUPS = 8           # most groups of the layered path (a power of two
 GROUP_MIN_MACS = 550_000       # a layered group's least work in multiply-adds ...
 GROUP_MIN_ROWS = 64            # ... and rows (see layers_groups) ...
 FORWARD_MIN_ROWS = 8           # ... or, for forward alone, this many rows
-COLUMN_MIN_BYTES = 768 << 10   # fewer rows: a network's least weight bytes for forward to cut its columns
+COLUMN_MIN_BYTES = 256 << 10   # fewer rows: a layer's least weight bytes for forward to cut its columns
 MANY_GROUPS_MIN_MACS = 1 << 27 # ... and beyond two groups, each group's least multiply-adds
 
 
@@ -90,20 +90,28 @@ def layers_groups(N, sizes, max_groups, itemsize, min_rows=GROUP_MIN_ROWS):
 
 
 @nb.njit(**STRICT)
-def column_groups(N, sizes, max_groups, itemsize):
-    """How many groups forward cuts every layer's columns into for a batch too small to cut into rows
-    (fewer than 2 FORWARD_MIN_ROWS): 2 when the weights take COLUMN_MIN_BYTES (a single row: twice
-    that), else 1. From the shapes alone, as every cut (see layers_groups). A few rows through wide
-    layers are bound by reading the weights, and in two groups each thread reads half of them; below
-    about a megabyte the fork (and waking the second thread) costs more. Measured on a 2-core AMD EPYC,
-    one row (8 rows), in one group against two, in us: (784, 256, 128, 10) float64 35 against 24 (115
-    against 45), float32 16 against 14 but 34 to 68 in the benchmark, where the second thread sleeps
-    between calls (99 against 26); (784, 1024, 10) float64 198 against 103; (200, 400, 10) float64
-    12.5 against 16.6, float32 6.4 against 10.8 (15 against 16)."""
-    n_weights = 0
-    for l in range(1, sizes.size):
-        n_weights += sizes[l - 1] * sizes[l]
-    least = COLUMN_MIN_BYTES * (2 if N == 1 else 1)
-    if max_groups < 2 or N >= 2 * FORWARD_MIN_ROWS or n_weights * itemsize < least:
+def column_groups(N, fan_in, fan_out, max_groups, itemsize):
+    """How many groups forward cuts one layer's columns into for a batch too small to cut into rows
+    (fewer than 2 FORWARD_MIN_ROWS): 2 when the layer's weights (fan_in x fan_out) take
+    COLUMN_MIN_BYTES, else 1. From the shapes alone, as every cut (see layers_groups). A few rows
+    through wide layers are bound by reading the weights, and in two groups each thread reads half of
+    them; a small layer's product costs less than the fork (and waking the second thread). Each layer
+    is decided on its own: a network's small layers run on one thread between its cut ones. Measured on
+    a 2-core AMD EPYC (SkylakeX kernels), forward on one row (one_row_gemm's loops), us, no layer cut
+    against each layer of at least 256 KB cut: (784, 256, 128, 10) float64 38.5 against 31.9, float32
+    20.3 against 17.0; (784, 1024, 10) float64 102 against 62, float32 50 against 37; (784, 128, 10)
+    float64 17.2 against 14.2; (200, 400, 10) float64 16.4 against 15.3, float32 11.4 against 12.7
+    (the one loss). On 8 rows (BLAS's products), (784, 256, 128, 10) float64 118 against 48, float32
+    106 against 30; cutting only layers of 512 KB, (200, 400, 10) float32 took 19.8 us against 16.5."""
+    if max_groups < 2 or N >= 2 * FORWARD_MIN_ROWS or fan_in * fan_out * itemsize < COLUMN_MIN_BYTES:
         return 1
     return 2
+
+
+@nb.njit(**STRICT)
+def cuts_columns(N, sizes, max_groups, itemsize):
+    """Whether forward cuts the columns of any of the network's layers (column_groups)."""
+    for l in range(1, sizes.size):
+        if column_groups(N, sizes[l - 1], sizes[l], max_groups, itemsize) > 1:
+            return True
+    return False

@@ -32,6 +32,7 @@ import numba as nb
 OMP_SPIN = {"GOMP_SPINCOUNT": "4000"}
 
 SHORT_CALL_MACS = 1 << 22   # a call of at most this many multiply-adds a forward pass is short (see above)
+WAKE_MIN_MACS = 1 << 19     # a call of fewer wakes no sleeping thread (see IdleCores)
 OWN_SPIN_S = 2.5e-4         # after a parallel region fastmlp's own threads may still spin this long, and
                             # are not someone else's: 4,000 pauses, 0.1 ms measured on that EPYC (a
                             # pause takes about 65 cycles on AMD's Zen, 140 on Intel's cores since Skylake)
@@ -106,6 +107,13 @@ class IdleCores:
     kept open (3 us). Where it cannot be read (no /proc, or FASTMLP_FOLLOW_IDLE_CORES=0, which the
     determinism tests set to hold two threads), every call takes the threads it wants.
 
+    A call of fewer than WAKE_MIN_MACS multiply-adds that comes alone (fastmlp's last call ended over
+    OWN_SPIN_S ago, so its threads sleep) runs on one thread: waking a sleeping thread costs it more
+    than the thread's share saves. One row through (784, 256, 128, 10) as a served model sees it, a
+    millisecond apart, us, one thread against two (2-core AMD EPYC, SkylakeX kernels): float64 65
+    against 79, float32 45 against 64; back to back, 44 against 35 and 28 against 25, so calls that
+    follow each other closely take the second thread (its first wake-up then serves all of them).
+
     The count is the machine's, so a busy neighbour process counts as well: a short call gains little
     from a core it has to share, and on a machine whose other cores this process may not use it runs
     on one thread, never on other bits."""
@@ -118,7 +126,7 @@ class IdleCores:
             except OSError:
                 pass
         self.cpus = os.cpu_count() or 1
-        self.last_end = -1.0          # when fastmlp's last parallel call ended (perf_counter) ...
+        self.last_end = -1.0          # when fastmlp's last call ended (perf_counter) ...
         self.last_threads = 1         # ... and on how many threads
 
     def runnable(self):
@@ -127,18 +135,19 @@ class IdleCores:
         except (OSError, ValueError, IndexError):
             return None
 
-    def threads(self, wanted):
+    def threads(self, wanted, macs=SHORT_CALL_MACS):
         if self.fd is None or wanted == 1:
             return wanted
+        recent = time.perf_counter() - self.last_end < OWN_SPIN_S
+        if not recent and macs < WAKE_MIN_MACS:
+            return 1
         runnable = self.runnable()
         if runnable is None:
             return wanted
-        own = self.last_threads - 1 if time.perf_counter() - self.last_end < OWN_SPIN_S else 0
-        return threads_given(wanted, self.cpus, runnable, own)
+        return threads_given(wanted, self.cpus, runnable, self.last_threads - 1 if recent else 0)
 
     def ended(self, threads):
-        if threads > 1:
-            self.last_end, self.last_threads = time.perf_counter(), threads
+        self.last_end, self.last_threads = time.perf_counter(), threads
 
 
 @functools.cache
@@ -159,7 +168,7 @@ class CallThreads:
     def __enter__(self):
         hold_to_budget()
         self.wanted = nb.get_num_threads()
-        self.threads = self.wanted if self.macs > SHORT_CALL_MACS else idle_cores().threads(self.wanted)
+        self.threads = self.wanted if self.macs > SHORT_CALL_MACS else idle_cores().threads(self.wanted, self.macs)
         if self.threads != self.wanted:
             nb.set_num_threads(self.threads)
         self.blas.__enter__()
