@@ -524,7 +524,8 @@ def test_kernel_calls_hold_blas_to_one_thread_and_restore_it():
 def test_gemm_matches_numpy_for_every_transpose_and_narrow_shapes(rows, cols, inner, dtype):
     """blas.gemm, C = alpha op(A) @ op(B) + beta C, against NumPy for both transposes and beta 0 or 1,
     through BLAS, narrow_gemm's loops (one column, or an inner dimension of 1) and one_row_gemm's (one
-    row, neither transposed); beta 0 ignores what C held (NaN included), as BLAS does; C may be a column slice of a wider array."""
+    row, neither transposed); beta 0 ignores what C held (NaN included), as BLAS does; C may be a
+    column slice of a wider array."""
     from fastmlp.kernels.blas import gemm
     rng = np.random.default_rng(rows * 100 + cols * 10 + inner)
     tol = 1e-13 if dtype == "float64" else 2e-5
