@@ -80,9 +80,10 @@ def process_budget():
 
 def thread_budget(env):
     """How many threads fastmlp may use when NUMBA_NUM_THREADS does not say: OMP_NUM_THREADS, the budget
-    that schedulers give a process (a dask worker's nanny sets it, and OPENBLAS/MKL_NUM_THREADS, to its
-    threads per worker, but not Numba's: distributed issue #9075), so that 2 one-thread workers on 2
-    cores run 2 threads, not 4. None: no budget. The process that starts a LocalCluster's workers gets
+    that schedulers give a process (a dask worker's nanny sets it, and OPENBLAS/MKL_NUM_THREADS, to 1,
+    whatever its threads_per_worker: one thread per task, but not Numba's: distributed issue #9075), so
+    that 2 one-thread workers on 2 cores run 2 threads, not 4 (Numba counts threads per calling thread:
+    each of a worker's task threads is held to the budget). None: no budget. The process that starts a LocalCluster's workers gets
     the nanny's settings in its own environment too (and __DASK_PARENT_PID, its own pid): there they
     are the workers' budget, not its own, which a user's later local fit would otherwise run on."""
     if "NUMBA_NUM_THREADS" in env or env.get("__DASK_PARENT_PID") == str(os.getpid()):
