@@ -36,6 +36,14 @@ CASES = [
 ]
 REGRESSION = {"diabetes", "friedman1", "counts"}
 
+# Each timed fit starts SETTLE_S after the calls before it, so that it does not run beside what they left
+# spinning: OpenBLAS's threads (NumPy's, which scikit-learn's fits use) spin for 2**28 clock ticks after
+# each threaded product before they sleep (0.1 s at this machine's 2.6 GHz; their wait loop runs no
+# instructions that give the core away), and take that core from whatever runs next. fastmlp's fit of
+# digits with scikit-learn's defaults took 0.19 s right after scikit-learn's fit, 0.12-0.13 s 0.3 s
+# later, 0.165 s on one thread alone (2-core AMD EPYC, AVX-512; the race read 2.6x instead of 4x).
+SETTLE_S = 0.3
+
 
 def counts(n=1800, features=64, seed=0):
     """A digits-sized Poisson regression: y ~ Poisson(exp(0.5 + tanh(X a) + 0.3 X b)), X (n, features)
@@ -132,6 +140,7 @@ def _timed_fits(estimator, data, weights, repeats, convergence_warning):
         estimator.fit(X_train[:50], y_train[:50])        # compile or load the kernels, outside the timing
         warnings.simplefilter("ignore", convergence_warning)
         for _ in range(repeats):
+            time.sleep(SETTLE_S)
             start = time.perf_counter()
             estimator.fit(X_train, y_train, sample_weight=weights)
             times.append(time.perf_counter() - start)

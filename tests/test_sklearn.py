@@ -665,3 +665,14 @@ def test_sparse_X_of_the_users_own_validation_set(digits):
     for run in runs[1:]:
         np.testing.assert_allclose(run.validation_scores_, runs[0].validation_scores_, rtol=0, atol=1e-12)
         np.testing.assert_allclose(run.coefs_[0], runs[0].coefs_[0], rtol=0, atol=1e-12)
+
+
+def test_race_starts_each_timed_fit_after_a_settle(monkeypatch):
+    """race.run sleeps SETTLE_S before every timed fit (of both libraries), so that no fit runs beside the
+    BLAS threads the one before left spinning."""
+    from fastmlp import race
+    sleeps = []
+    monkeypatch.setattr(race.time, "sleep", sleeps.append)
+    case = race.RaceCase("wine-few-epochs", "wine", dict(max_iter=5))
+    frame = race.run([case], repeats=2, echo=lambda line: None)
+    assert len(frame) == 2 and sleeps == [race.SETTLE_S] * 4
