@@ -46,11 +46,12 @@ SETTLE_S = 0.3
 
 # The race starts as a process that has loaded its data does: with glibc's malloc past its first large
 # free. malloc serves a block above its mmap threshold (128 KB at first) with fresh pages from the
-# kernel, a page fault each, until a block that large is freed, which raises the threshold to it (up to
-# 32 MB). scikit-learn's fit of the documents case (new arrays of its (5000, 128) weights every batch)
-# took 1.41-1.59 s in a fresh process, 0.81-0.91 s after one 32 MB array was freed; fastmlp's took
-# 0.24-0.25 s either way. Run first, scikit-learn's fit had paid the faults and read the case at 6.4x.
-WARM_ALLOCATOR_BYTES = 32 << 20
+# kernel, a page fault each, until a block that large is freed, which raises the threshold to it (for
+# blocks under 32 MiB: one of 32 MiB left it where it was). scikit-learn's fit of the documents case
+# (new arrays of its (5000, 128) weights every batch) took 1.23-1.59 s in a fresh process, 0.81-1.0 s
+# after one 16 MiB array was freed; fastmlp's took 0.24-0.25 s either way. Run first, scikit-learn's fit
+# had paid the faults and read the case at 6.4x.
+WARM_ALLOCATOR_BYTES = 16 << 20
 
 
 def counts(n=1800, features=64, seed=0):
