@@ -62,8 +62,8 @@ def spec_of(arch, weighted=False, sparse=False, dropping=False):
     plan.LAYER_MAX_GROUPS where BLAS's threads can be held to one during a call
     (blas.one_blas_thread), else 1 (BLAS then threads each product itself); 1 for sparse X, whose
     batches run in one group: the groups' gradient buffers would each be as large as theta, whose
-    first layer (every column of X) dominates it, while a group's work is that of its nonzeros. Every entry point below starts here, so this also starts Numba's threads
-    (start_threads)."""
+    first layer (every column of X) dominates it, while a group's work is that of its nonzeros.
+    Every entry point below starts here, so this also starts Numba's threads (start_threads)."""
     start_threads()
     sizes = np.array(arch.sizes, np.int64)
     codes = np.array([FUNCTION_CODES[a] for a in arch.activations], np.int64)

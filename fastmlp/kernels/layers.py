@@ -35,7 +35,7 @@ from .fastmath import (
     keeps_derivative, scale_by_derivative, sigmoid,
 )
 from .memory import aligned_empty
-from .plan import FORWARD_MIN_ROWS, column_groups, cuts_columns, layers_groups, layers_plan
+from .plan import COLUMN_GROUPS, FORWARD_MIN_ROWS, column_groups, cuts_columns, layers_groups, layers_plan
 from .sparse import add_transposed_product, by_kind, first_product, rows_of, sparse_product
 from ..dropout import row_key, threshold, unit_bits
 
@@ -420,7 +420,7 @@ def forward_in_columns(spec, theta, X, Y, w, inv_N, out, scratch):
     times N."""
     sizes, codes = spec[0], spec[1]
     acts, N, L = scratch[0], X.shape[0], sizes.size - 1
-    scalars = np.empty((2, 2), theta.dtype)
+    scalars = np.empty((COLUMN_GROUPS, 2), theta.dtype)
     prev, at = rows_view(acts, 0, N, sizes[1]), 0
     for l in range(1, L + 1):
         Z, W = rows_view(acts, at, N, sizes[l]), weight_view(theta, sizes, l)

@@ -24,6 +24,7 @@ GROUP_MIN_MACS = 550_000       # a layered group's least work in multiply-adds .
 GROUP_MIN_ROWS = 64            # ... and rows (see layers_groups) ...
 FORWARD_MIN_ROWS = 8           # ... or, for forward alone, this many rows
 COLUMN_MIN_BYTES = 256 << 10   # fewer rows: a layer's least weight bytes for forward to cut its columns
+COLUMN_GROUPS = 2              # ... into this many groups
 MANY_GROUPS_MIN_MACS = 1 << 27 # ... and beyond two groups, each group's least multiply-adds
 
 
@@ -92,7 +93,7 @@ def layers_groups(N, sizes, max_groups, itemsize, min_rows=GROUP_MIN_ROWS):
 @nb.njit(**STRICT)
 def column_groups(N, fan_in, fan_out, max_groups, itemsize):
     """How many groups forward cuts one layer's columns into for a batch too small to cut into rows
-    (fewer than 2 FORWARD_MIN_ROWS): 2 when the layer's weights (fan_in x fan_out) take
+    (fewer than 2 FORWARD_MIN_ROWS): COLUMN_GROUPS when the layer's weights (fan_in x fan_out) take
     COLUMN_MIN_BYTES, else 1. From the shapes alone, as every cut (see layers_groups). A few rows
     through wide layers are bound by reading the weights, and in two groups each thread reads half of
     them; a small layer's product costs less than the fork (and waking the second thread). Each layer
@@ -105,7 +106,7 @@ def column_groups(N, fan_in, fan_out, max_groups, itemsize):
     106 against 30; cutting only layers of 512 KB, (200, 400, 10) float32 took 19.8 us against 16.5."""
     if max_groups < 2 or N >= 2 * FORWARD_MIN_ROWS or fan_in * fan_out * itemsize < COLUMN_MIN_BYTES:
         return 1
-    return 2
+    return COLUMN_GROUPS
 
 
 @nb.njit(**STRICT)

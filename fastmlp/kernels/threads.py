@@ -83,9 +83,10 @@ def thread_budget(env):
     that schedulers give a process (a dask worker's nanny sets it, and OPENBLAS/MKL_NUM_THREADS, to 1,
     whatever its threads_per_worker: one thread per task, but not Numba's: distributed issue #9075), so
     that 2 one-thread workers on 2 cores run 2 threads, not 4 (Numba counts threads per calling thread:
-    each of a worker's task threads is held to the budget). None: no budget. The process that starts a LocalCluster's workers gets
-    the nanny's settings in its own environment too (and __DASK_PARENT_PID, its own pid): there they
-    are the workers' budget, not its own, which a user's later local fit would otherwise run on."""
+    each of a worker's task threads is held to the budget). None: no budget. The process that starts
+    a LocalCluster's workers gets the nanny's settings in its own environment too (and
+    __DASK_PARENT_PID, its own pid): there they are the workers' budget, not its own, which a user's
+    later local fit would otherwise run on."""
     if "NUMBA_NUM_THREADS" in env or env.get("__DASK_PARENT_PID") == str(os.getpid()):
         return None
     try:
