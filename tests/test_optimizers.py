@@ -140,3 +140,54 @@ def test_optimizer_names_and_objects():
         get_optimizer("rmsprop")
     with pytest.raises(ValueError, match="beta_1 must be < 1"):
         Adam(beta_1=1.0)
+
+
+@pytest.mark.parametrize("name", RULES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_long_updates_run_in_parts_to_the_same_bits(name, dtype):
+    """theta longer than two parts' entries is updated in parts (kernels.optimizers.apply_in_parts) that
+    threads share: any number of parts gives the bits of one loop over all of it, and the rule is the
+    reference's (to an ulp or two: the kernels contract a * b + c into one fused multiply-add)."""
+    import numba as nb
+    from fastmlp.kernels.optimizers import ADAM_PART_MIN_ENTRIES, PART_MIN_ENTRIES, apply_in_parts, rates, update
+    from fastmlp.kernels.plan import flat_parts
+
+    @nb.njit
+    def step_parts(state, theta, grad, lr, parts):
+        apply_in_parts(state[0], rates(state, lr, theta.dtype.type), theta, grad, state[2][0], state[2][1], parts)
+
+    @nb.njit
+    def step(state, theta, grad, lr, n):
+        update(state, theta, grad, lr, n)
+
+    n = 2 * (ADAM_PART_MIN_ENTRIES if name == "adam" else PART_MIN_ENTRIES) + 1001   # uneven parts
+    assert flat_parts(n, ADAM_PART_MIN_ENTRIES if name == "adam" else PART_MIN_ENTRIES) == 2
+    rng = np.random.default_rng(3)
+    theta0 = rng.normal(size=n).astype(dtype)
+    grads = [rng.normal(size=n).astype(dtype) for _ in range(3)]
+    results = []
+    for parts in (None, 1, 3, 8):
+        theta, optimizer = theta0.copy(), get_optimizer(name).prepare(theta0, n)
+        for grad in grads:
+            if parts is None:
+                step(optimizer.kernel_state(), theta, grad, 0.01, n)
+            else:
+                step_parts(optimizer.kernel_state(), theta, grad, 0.01, parts)
+        results.append((theta, optimizer.slots.copy()))
+    for theta, slots in results[1:]:
+        assert np.array_equal(theta, results[0][0]) and np.array_equal(slots, results[0][1])
+    theta, optimizer = theta0.copy(), get_optimizer(name).prepare(theta0, n)
+    for grad in grads:
+        optimizer.update(theta, grad, 0.01)
+    tol = 1e-14 if dtype == np.float64 else 1e-6
+    np.testing.assert_allclose(results[0][0], theta, rtol=tol, atol=tol)
+    np.testing.assert_allclose(results[0][1], optimizer.slots, rtol=tol, atol=tol)
+
+
+def test_theta_and_optimizer_state_start_on_cache_lines():
+    net = fastmlp.MLP((700, 30, 3), dtype="float32")
+    optimizer = get_optimizer("adam").prepare(net._theta, net._arch.n_trained)
+    for array in (net._theta, net.astype("float64")._theta, optimizer.slots, net._zeroed((3, 4, 2))._theta):
+        assert array.ctypes.data % 64 == 0 and array.flags.c_contiguous
+    np.testing.assert_array_equal(net.astype("float64")._theta, net._theta.astype(np.float64))
+    assert not optimizer.slots.any() and optimizer.slots.shape == (2, net._arch.n_trained)

@@ -160,3 +160,31 @@ def test_sparse_fits_are_bitwise_the_same_with_one_or_two_threads():
     finally:
         numba.set_num_threads(before)
     assert np.array_equal(results[0], results[1])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_large_sparse_products_in_parts_of_columns_give_one_parts_bits(dtype):
+    """A forward product with COLUMN_PARTS_MIN_MACS multiply-adds cuts its columns in two parts that
+    threads run side by side: the bits of one part, and scipy's product to the kernels' tolerance."""
+    import numba as nb
+    from fastmlp.kernels.sparse import (COLUMN_PARTS_MIN_MACS, as_csr, column_parts, product_in_parts,
+                                        sparse_product)
+    kernels.threads.start_threads()          # (a parallel call loaded from the cache needs the pool started)
+
+    @nb.njit
+    def in_parts(X, W, Z, parts):
+        product_in_parts(X.data, X.indices, X.indptr, W, Z, parts)
+
+    rng = np.random.default_rng(5)
+    Xs = sp.random(300, 2000, density=0.02, format="csr", random_state=5, dtype=dtype)
+    X = as_csr(Xs)
+    for H in (72, 130):                                     # parts of 32 + 40, and 64 + 66 columns
+        W = rng.normal(size=(2000, H)).astype(dtype)
+        assert X.data.size * H >= COLUMN_PARTS_MIN_MACS and column_parts(300, X, H) == 2
+        Z = np.full((300, H), np.nan, dtype)
+        sparse_product(X, W, Z, np.empty(2, dtype))
+        for parts in (1, 3):
+            other = np.full((300, H), np.nan, dtype)
+            in_parts(X, W, other, parts)
+            assert np.array_equal(other, Z)
+        assert rel_err(Z, Xs @ W) <= TOL[dtype]

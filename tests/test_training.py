@@ -246,6 +246,24 @@ def test_norm_is_scaled_and_keeps_nan_and_inf():
             assert got == pytest.approx(want, rel=1e-15, nan_ok=True)
 
 
+def test_norm_of_a_long_gradient_sums_in_parts():
+    """Past two parts' entries the kernels' norm sums its squares in parts side by side, added in order:
+    the norm to an ulp or two, and the scaled, NaN and inf cases as for a short one."""
+    from fastmlp.kernels.loop import NORM_PART_MIN_ENTRIES, norm
+    from fastmlp.kernels.threads import start_threads
+    start_threads()                          # (a parallel call loaded from the cache needs the pool started)
+    rng = np.random.default_rng(4)
+    g = rng.normal(size=2 * NORM_PART_MIN_ENTRIES + 7)
+    assert norm(g, g.size) == pytest.approx(math.sqrt(math.fsum(g * g)), rel=1e-14)
+    assert norm(g, 100) == pytest.approx(math.sqrt(math.fsum(g[:100] ** 2)), rel=1e-14)
+    big = g * 1e300
+    assert norm(big, big.size) == pytest.approx(1e300 * math.sqrt(math.fsum(g * g)), rel=1e-14)
+    for bad, want in ((np.nan, np.nan), (np.inf, np.inf)):
+        g2 = g.copy()
+        g2[-1] = bad
+        assert norm(g2, g2.size) == pytest.approx(want, nan_ok=True)
+
+
 def test_fit_refuses_a_history_larger_than_memory_before_allocating():
     net = fastmlp.MLP((2, 3, 2))
     with pytest.raises(ValueError, match="shorter fits"):

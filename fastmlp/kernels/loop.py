@@ -17,27 +17,51 @@ from ..optimizers import SGD_CODE
 from .certify import certified_correct, certified_setup
 from .fastmath import EXP, FAST, IDENTITY, STRICT
 from .layers import is_one_chunk, step_in_place, weight_total
-from .memory import borrowed
+from .memory import aligned_empty, borrowed
 from .optimizers import update
 from .passes import (
     article_views, forward_into, loss_and_gradients_into, n_trained, new_scratch, penalty_value,
 )
-from .plan import fused_plan
+from .plan import flat_parts, fused_plan, part_start
 from .sparse import batch_buffer, by_kind, dense_gather, gather_rows, rows_of
 from ..loop import BAD_COUNT, BEST, BEST_STEP, LR_SCALE, MONITORS, STOPPED_AT
 
 NO_MONITOR, LOSS_MONITOR, VAL_LOSS_MONITOR = MONITORS["none"], MONITORS["loss"], MONITORS["val_loss"]
+NORM_PART_MIN_ENTRIES = 1 << 18      # norm's least part: 0.06 ms for 641,000 float64 entries on one core
+
+
+@nb.njit(inline="always", **FAST)
+def sum_of_squares(a):
+    """sum a**2 in float64."""
+    total = 0.0
+    for k in range(a.size):
+        x = np.float64(a[k])
+        total += x * x
+    return total
+
+
+@nb.njit(parallel=True, **FAST)
+def squares_in_parts(a, totals):
+    """sum_of_squares of totals.size parts of a side by side, each part's in totals."""
+    parts = totals.size
+    for p in nb.prange(parts):
+        totals[p] = sum_of_squares(a[part_start(p, parts, a.size):part_start(p + 1, parts, a.size)])
 
 
 @nb.njit(**FAST)
 def norm(a, n):
-    """fastmlp.reference.norm of a[:n] in float64: sqrt(sum a**2), or where that sum overflows, scaled
-    by the largest magnitude first, so that finite entries near 1e300 have a finite norm; NaN if one
-    is NaN, inf if one is inf."""
-    total = 0.0
-    for k in range(n):
-        x = np.float64(a[k])
-        total += x * x
+    """fastmlp.reference.norm of a[:n] in float64: sqrt(sum a**2) (in plan.flat_parts parts side by side,
+    added in order), or where that sum overflows, scaled by the largest magnitude first, so that finite
+    entries near 1e300 have a finite norm; NaN if one is NaN, inf if one is inf."""
+    parts = flat_parts(n, NORM_PART_MIN_ENTRIES)
+    if parts == 1:
+        total = sum_of_squares(a[:n])
+    else:
+        totals = np.empty(parts)
+        squares_in_parts(a[:n], totals)
+        total = 0.0
+        for p in range(parts):
+            total += totals[p]
     if np.isfinite(total):
         return np.sqrt(total)
     scale = 0.0
@@ -194,7 +218,7 @@ def train_loop_compiled(spec, theta, data, settings, curves):
     batch_size, order = settings[0], settings[10]
     sizes = spec[0]
     D, H, O = sizes[0], sizes[1], sizes[sizes.size - 1]
-    grad = np.empty_like(theta)
+    grad = aligned_empty(theta.shape, theta.dtype)
     outputs = (np.empty((Xe.shape[0], O), theta.dtype), np.empty((Xv.shape[0], O), theta.dtype))
     gathered = order.shape[0] > 0
     batch = (batch_buffer(Xb, batch_size if gathered else 0),

@@ -130,7 +130,7 @@ def loss_and_gradients_into(spec, theta, X, Y, w, reg, penalty, grad, scratch):
     if reg == 0:                    # adds nothing (not 0 * inf where a weight has overflowed)
         return data_loss
     n = n_weights(spec[0])
-    return data_loss + reg / N * layers.add_penalty(theta[:n], grad[:n], reg / N, penalty)
+    return data_loss + reg / N * layers.add_penalty_flat(theta[:n], grad[:n], reg / N, penalty)
 
 
 @nb.njit(inline="always", **STRICT)

@@ -26,6 +26,8 @@ FORWARD_MIN_ROWS = 8           # ... or, for forward alone, this many rows
 COLUMN_MIN_BYTES = 256 << 10   # fewer rows: a layer's least weight bytes for forward to cut its columns
 COLUMN_GROUPS = 2              # ... into this many groups
 MANY_GROUPS_MIN_MACS = 1 << 27 # ... and beyond two groups, each group's least multiply-adds
+FLAT_MAX_PARTS = 8             # most parts of a pass over theta or its gradient (see flat_parts)
+LINE_ENTRIES = 8               # parts of them start on a multiple of this many entries (64 bytes of float64)
 
 
 @nb.njit(**STRICT)
@@ -116,3 +118,18 @@ def cuts_columns(N, sizes, max_groups, itemsize):
         if column_groups(N, sizes[l - 1], sizes[l], max_groups, itemsize) > 1:
             return True
     return False
+
+
+@nb.njit(inline="always", **STRICT)
+def flat_parts(n, least):
+    """How many parts a pass over a flat vector of n entries (theta, its gradient, an optimizer's state)
+    is cut into: up to FLAT_MAX_PARTS of at least `least` entries each (1 below two), from n alone.
+    Numba's threads share the parts out; an entry's result does not depend on its part, and a sum's
+    parts are added in order, so the bits do not depend on the threads."""
+    return max(1, min(FLAT_MAX_PARTS, n // least))
+
+
+@nb.njit(inline="always", **STRICT)
+def part_start(p, parts, n):
+    """Where part p of `parts` of n entries starts (on a LINE_ENTRIES boundary; part `parts` ends at n)."""
+    return n if p == parts else p * n // parts // LINE_ENTRIES * LINE_ENTRIES
