@@ -814,3 +814,22 @@ def test_a_long_penalty_is_added_in_parts(penalty):
     zero_flat(grads[0])
     assert not grads[0].any()
 
+
+def test_kernels_are_cached_under_a_stamp_of_all_fastmlp_sources(tmp_path):
+    """Numba stamps a cached function with its own file alone, though its machine code holds what it
+    inlines from other files; fastmlp's kernels are stamped with every source file of the package too
+    (kernels.cache), so that an edit anywhere compiles them afresh. Other code keeps Numba's stamp."""
+    import numba as nb
+    from fastmlp.kernels import cache, loop
+    locator = loop.train_loop_compiled._cache._impl._locator
+    assert isinstance(locator, cache.PackageStamp)
+    assert locator.get_source_stamp()[1] == cache.sources_hash()
+    assert not isinstance(nb.njit(cache=True)(lambda: 0)._cache._impl._locator, cache.PackageStamp)
+    package = tmp_path / "package"
+    (package / "inner").mkdir(parents=True)
+    (package / "a.py").write_text("x = 1\n")
+    (package / "inner" / "b.py").write_text("y = 2\n")
+    before = cache.sources_hash(package)
+    (package / "inner" / "b.py").write_text("y = 3\n")
+    cache.sources_hash.cache_clear()
+    assert cache.sources_hash(package) != before

@@ -3,6 +3,7 @@
 The same functions and signatures as fastmlp.reference (forward, loss, loss_and_gradients, step,
 train_loop), for any network. The modules follow the bricks:
 
+    cache      Numba's on-disk cache, stamped with all of fastmlp's sources
     fastmath   vectorisable exp, sigmoid, tanh; the activations by code
     memory     scratch aligned to cache lines; arrays borrowed without reference counting
     blas       matrix products through BLAS from compiled code, accumulating in place
@@ -31,6 +32,10 @@ import numpy as np
 from ..loop import MONITORS
 from ..bricks import PENALTIES
 from ..validation import check_finite, is_sparse
+from .cache import install_locators
+
+install_locators()      # before the modules below compile anything (see kernels.cache)
+
 from .blas import one_blas_thread, openblas_thread_functions
 from .fastmath import FAST, FUNCTION_CODES, all_finite
 from .fused import FUSED_MAX_INPUTS, FUSED_MAX_OUTPUTS
