@@ -2,7 +2,8 @@
 
 Both modules offer the same functions with the same signatures (forward, loss, loss_and_gradients,
 step), so the network asks nothing of a backend beyond this lookup. Modules load on first use, so
-`import fastmlp` does not import numba.
+`import fastmlp` loads no kernel (it imports numba itself: fastmlp.dropout's counter-based generator
+is shared with the kernels through numba's register_jitable).
 
 The network checks the arrays it passes (shape, dtype, layout), and their values are finite, except
 for backends in CHECKS_FINITE: their forward, loss, loss_and_gradients and step find NaN/inf in X and Y
