@@ -278,7 +278,8 @@ class _BaseMLP(BaseEstimator):
             net.backend = self.backend
         published = getattr(self, "_published", [])
         current = [*self.coefs_, *self.intercepts_]
-        if not (len(current) == len(published) and all(a is b and a.base is net._theta
+        owner = net._theta if net._theta.base is None else net._theta.base    # (aligned_flat: a view)
+        if not (len(current) == len(published) and all(a is b and a.base is owner
                                                         for a, b in zip(current, published))):
             net.weights, net.biases = self.coefs_, self.intercepts_
         return net

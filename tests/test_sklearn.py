@@ -676,3 +676,21 @@ def test_race_starts_each_timed_fit_after_a_settle(monkeypatch):
     case = race.RaceCase("wine-few-epochs", "wine", dict(max_iter=5))
     frame = race.run([case], repeats=2, echo=lambda line: None)
     assert len(frame) == 2 and sleeps == [race.SETTLE_S] * 4
+
+
+def test_predict_after_fit_copies_no_parameters(monkeypatch):
+    """coefs_ and intercepts_ are views into the network's theta (itself a view into a 64-byte-aligned
+    buffer): predict finds them unchanged and does not copy them back into the network."""
+    from fastmlp.network import MLP
+    from fastmlp.sklearn import MLPClassifier
+    X, y = np.random.default_rng(0).normal(size=(60, 5)), np.arange(60) % 3
+    est = MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0).fit(X, y)
+    assert est._net._theta.ctypes.data % 64 == 0
+    before = est.predict_proba(X)
+
+    def refuse(self, values):
+        raise AssertionError("predict copied the parameters")
+    monkeypatch.setattr(MLP, "weights", property(MLP.weights.fget, refuse))
+    np.testing.assert_array_equal(est.predict_proba(X), before)
+    est.coefs_[0][0, 0] += 1.0                       # in place: the network sees it without a copy
+    assert not np.array_equal(est.predict_proba(X), before)

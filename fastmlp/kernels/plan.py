@@ -1,5 +1,5 @@
 """How a batch is cut into chunks of rows and groups of chunks (for forward on a few rows through
-wide layers, groups of columns).
+wide layers, groups of columns), and a pass over all of theta into parts (flat_parts).
 
 The cut depends only on the shapes and the dtype, never on a thread count, so every result is
 bitwise identical with 1 or many threads, run after run, on any BLAS kernel. Each group (a contiguous

@@ -29,9 +29,9 @@ from .fastmath import FAST, STRICT, all_finite
 
 CSR = namedtuple("CSR", "data indices indptr shape")
 
-# The products cut their columns in two where they have this many multiply-adds (nonzeros x columns):
-# a 5,000-word first layer of 128 units on 200 rows of 37 nonzeros each (947,000) took 0.22 ms each way
-# on one core of a 2-core AMD EPYC (AVX-512), the cost of waking a thread 20-40 us.
+# The forward product cuts its columns in two from this many multiply-adds (nonzeros x columns): a
+# 5,000-word first layer of 128 units on 200 rows of 37 nonzeros each (947,000) took 0.14 ms on one core
+# of a 2-core AMD EPYC (AVX-512, aligned rows) and 0.10 in two parts, waking a thread costing 20-40 us.
 COLUMN_PARTS_MIN_MACS = 1 << 18
 LINE_COLUMNS = 8               # parts of columns start on a multiple of this many (a cache line of float64)
 
@@ -87,7 +87,7 @@ def dense_product(X, W, Z, scalars):
 
 @nb.njit(inline="always", **FAST)
 def column_parts(n_rows, X, H):
-    """How many parts of columns the sparse products cut H into: 2 where their multiply-adds (X's
+    """How many parts of columns the sparse forward product cuts H into: 2 where its multiply-adds (X's
     nonzeros in rows [0, n_rows) times H) take COLUMN_PARTS_MIN_MACS and each part holds a cache line's
     worth of columns, else 1. Each entry of the result is the same sum in the same order either way."""
     nonzeros = X.indptr[n_rows] - X.indptr[0]
