@@ -59,9 +59,9 @@ def onnx_softplus(graph, x, output):
 
 def onnx_cdf64(graph, x, output):
     """The standard normal CDF Phi(x) in float64, which onnxruntime's Erf lacks, as the kernels compute
-    it (fastmath.gelu_parts64): with t = 2 / (2 + min(|x| / sqrt 2, 6)) and P's polynomial in u by
-    Horner's rule, h = t exp(-x**2 / 2) P / 2, and Phi = h below 0, else 1 - h; one node per step."""
-    from .kernels.fastmath import ERFCX_P_64, ERFCX_T_LOW
+    it (fastmath.gelu_parts64): with a = min(|x|, 40) and N(a), D(a) by Horner's rule,
+    h = exp(-x**2 / 2) N / D / 2, and Phi = h below 0, else 1 - h; one node per step."""
+    from .kernels.fastmath import ERFCX_A_MAX, ERFCX_DEN_64, ERFCX_NUM_64
     names = iter(range(10**6))
 
     def op(op_type, *inputs):
@@ -70,14 +70,16 @@ def onnx_cdf64(graph, x, output):
     def const(value):
         return graph.constant(f"{output}_c{next(names)}", graph.scalar(value))
 
+    def horner(coefficients, a):
+        value = const(coefficients[-1])
+        for c in coefficients[-2::-1]:
+            value = op("Add", op("Mul", value, a), const(c))
+        return value
+
     gauss = op("Exp", op("Mul", op("Mul", x, x), const(-0.5)))
-    t = op("Div", const(2.0), op("Add", const(2.0), op("Min", op("Mul", op("Abs", x), const(1 / np.sqrt(2))),
-                                                          const(6.0))))
-    u = op("Mul", op("Sub", op("Mul", t, const(2.0)), const(1.0 + ERFCX_T_LOW)), const(1 / (1.0 - ERFCX_T_LOW)))
-    p = const(ERFCX_P_64[-1])
-    for c in ERFCX_P_64[-2::-1]:
-        p = op("Add", op("Mul", p, u), const(c))
-    half_erfc = op("Mul", op("Mul", op("Mul", t, gauss), p), const(0.5))
+    a = op("Min", op("Abs", x), const(ERFCX_A_MAX))
+    ratio = op("Div", horner(ERFCX_NUM_64, a), horner(ERFCX_DEN_64, a))
+    half_erfc = op("Mul", op("Mul", gauss, ratio), const(0.5))
     return graph.node("Where", [op("Less", x, const(0.0)), half_erfc, op("Sub", const(1.0), half_erfc)], output)
 
 
