@@ -252,17 +252,19 @@ def _tanh_for_dtype(z):
 # a scalar libm call here) and with one division: log(1 + e) = 2 atanh(s) = 2 s A(s^2), where
 # s = e / (2 + e) = num / (2 den + num); above e = sqrt 2 - 1, log(1 + e) = ln 2 + 2 atanh(s) with
 # s = (e - 1) / (e + 3) = (num - den) / (num + 3 den). Either way |s| <= 3 - 2 sqrt 2 = 0.172, and
-# A(w) = atanh(sqrt w) / sqrt w = 1 + w / 3 + w^2 / 5 + ... on w = s^2 <= 0.0295 is, in float64, the
-# degree-7 Chebyshev fit of A there (mpmath's chebyfit at 40 digits, error 1.2e-18; tests re-derive it),
-# where the series took degree 11 for the same accuracy: 16,384 units (value and derivative) in 24 us
-# against 28 (2-core AMD EPYC, AVX-512). In float32 the series to s^11 (1e-9). Measured on [-40, 40]:
-# 6e-16 (float64) and 3e-7 (float32) relative to NumPy's logaddexp; 16,384 of them in 24 and 9 us
-# against 41 and 35 us with two divisions and a float64 series in float32 too (2-core AMD EPYC).
+# A(w) = atanh(sqrt w) / sqrt w = 1 + w / 3 + w^2 / 5 + ... on w = s^2 <= 0.0295 is the Chebyshev fit of
+# A there of degree 7 in float64 and 3 in float32 (mpmath's chebyfit at 40 digits, errors 1.2e-18 and
+# 7e-10; tests re-derive them), where A's series took degrees 11 and 5 for the same accuracy: float64's
+# 16,384 units (value and derivative) in 24 us against 28 (2-core AMD EPYC, AVX-512). Measured on
+# [-40, 40]: 6e-16 (float64) and 3e-7 (float32) relative to NumPy's logaddexp. (One division, not two,
+# and a float32 series in float32 once took 16,384 of them from 41 and 35 us to 24 and 9.)
 # The same e gives softplus' derivative, sigmoid(z) = 1 / (1 + e) for z >= 0 and e / (1 + e) below, for
 # one more division (the kernels keep it from the forward pass: 1 - exp(-h) from h = softplus(z) took
 # a second exponential in the backward pass).
 ATANH_FIT_64 = (1.0, 0.33333333333333826, 0.1999999999965117, 0.1428571438032084, 0.11111098528363024,
                 0.09091815840114664, 0.07656264074182095, 0.07404855180327638)
+ATANH_FIT_32 = tuple(np.float32(c) for c in (0.9999999993156591, 0.33333407669075593, 0.19987425258759525,
+                                             0.14962195239572493))
 SQRT2_MINUS_1 = math.sqrt(2.0) - 1.0
 LN2 = math.log(2.0)
 LN2_32, SQRT2_MINUS_1_32 = np.float32(LN2), np.float32(SQRT2_MINUS_1)
@@ -287,12 +289,8 @@ def softplus_and_sigmoid32(z):
     big = num > SQRT2_MINUS_1_32 * den
     s = (num - den) / (num + np.float32(3) * den) if big else num / (np.float32(2) * den + num)
     s2 = s * s
-    t = np.float32(1 / 11)
-    t = t * s2 + np.float32(1 / 9)
-    t = t * s2 + np.float32(1 / 7)
-    t = t * s2 + np.float32(1 / 5)
-    t = t * s2 + np.float32(1 / 3)
-    t = t * s2 + np.float32(1)
+    a0, a1, a2, a3 = ATANH_FIT_32
+    t = ((a3 * s2 + a2) * s2 + a1) * s2 + a0
     return (max(z, np.float32(0)) + (np.float32(2) * s * t + (LN2_32 if big else np.float32(0))),
             (den if z >= 0 else num) / (num + den))
 
