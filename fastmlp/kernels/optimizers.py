@@ -42,6 +42,13 @@ def rates(optimizer, lr, dt):
 
 
 @nb.njit(inline="always", **STRICT)
+def descend(theta, grad, rate):
+    """theta -= rate * grad, in place: plain gradient descent (SGD's rule; also passes.step_into's)."""
+    for k in range(theta.size):
+        theta[k] -= rate * grad[k]
+
+
+@nb.njit(inline="always", **STRICT)
 def apply_rule(code, r, theta, grad, m, s):
     """theta += the rule's update for gradient grad, all of the same size, with the step's scalars r
     (rates); m and s are the rule's slots for these entries (empty for SGD, s unused by momentum)."""
@@ -60,9 +67,7 @@ def apply_rule(code, r, theta, grad, m, s):
             m[k] = v
             theta[k] += momentum * v - rate * grad[k] if code == NESTEROV_CODE else v
     else:
-        rate = r[0]
-        for k in range(theta.size):
-            theta[k] -= rate * grad[k]
+        descend(theta, grad, r[0])
 
 
 @nb.njit(**STRICT)

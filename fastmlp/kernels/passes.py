@@ -21,6 +21,7 @@ import numpy as np
 from . import fused, layers
 from .fastmath import FAST, STRICT
 from .layers import bias_view, weight_total, weight_view
+from .optimizers import descend
 from .sparse import by_kind
 
 
@@ -133,13 +134,6 @@ def loss_and_gradients_into(spec, theta, X, Y, w, reg, penalty, grad, scratch):
     return data_loss + reg / N * layers.add_penalty_flat(theta[:n], grad[:n], reg / N, penalty)
 
 
-@nb.njit(inline="always", **STRICT)
-def update(theta, grad, lr, n):
-    """theta[:n] -= lr * grad[:n], in place."""
-    for k in range(n):
-        theta[k] -= lr * grad[k]
-
-
 @nb.njit(inline="always", **FAST)
 def step_into(spec, theta, X, Y, w, lr, reg, penalty, scratch):
     """One gradient-descent step in place (biases too if the network has them); returns the loss before it.
@@ -148,5 +142,6 @@ def step_into(spec, theta, X, Y, w, lr, reg, penalty, scratch):
         return layers.step_in_place(spec, theta, X, Y, w, lr, reg, penalty, scratch[1], np.bool_(False))
     grad = np.empty_like(theta)
     loss = loss_and_gradients_into(spec, theta, X, Y, w, reg, penalty, grad, scratch)
-    update(theta, grad, theta.dtype.type(lr), n_trained(spec, theta))
+    n = n_trained(spec, theta)
+    descend(theta[:n], grad[:n], theta.dtype.type(lr))
     return loss

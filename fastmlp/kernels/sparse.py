@@ -11,10 +11,11 @@ nothing copied. Only the first layer sees X:
 
 Each row's sum runs over its nonzeros in stored order and the gradient over the rows in order, so the
 bits follow from X alone (no BLAS). A large forward product is cut into two parts of columns that
-threads run side by side (column_parts), each entry still the same sum in the same order. The functions below take dense (an ndarray) or sparse
-X alike: each is a pair, chosen by X's type when a kernel is compiled (by_kind), so the layers and the
-loop are written once for both. The fused path (the article's arrangement) is dense only: kernels.spec_of
-never gives it a sparse X, and its functions' sparse halves are never called.
+threads run side by side (column_parts), each entry still the same sum in the same order. The functions
+below take dense (an ndarray) or sparse X alike: each is a pair, chosen by X's type when a kernel is
+compiled (by_kind), so the layers and the loop are written once for both. The fused path (the
+article's arrangement) is dense only: kernels.spec_of never gives it a sparse X, and its functions'
+sparse halves are never called.
 """
 
 from collections import namedtuple
@@ -26,6 +27,7 @@ from numba.extending import intrinsic
 
 from .blas import gemm
 from .fastmath import FAST, STRICT, all_finite
+from .plan import LINE_ENTRIES, part_start
 
 CSR = namedtuple("CSR", "data indices indptr shape")
 
@@ -33,7 +35,6 @@ CSR = namedtuple("CSR", "data indices indptr shape")
 # 5,000-word first layer of 128 units on 200 rows of 37 nonzeros each (947,000) took 0.14 ms on one core
 # of a 2-core AMD EPYC (AVX-512, aligned rows) and 0.10 in two parts, waking a thread costing 20-40 us.
 COLUMN_PARTS_MIN_MACS = 1 << 18
-LINE_COLUMNS = 8               # parts of columns start on a multiple of this many (a cache line of float64)
 
 
 def as_csr(X):
@@ -89,17 +90,10 @@ def dense_product(X, W, Z, scalars):
 def column_parts(n_rows, X, H):
     """How many parts of columns the sparse forward product cuts H into: 2 where its multiply-adds (X's
     nonzeros in rows [0, n_rows) times H) take COLUMN_PARTS_MIN_MACS and each part holds a cache line's
-    worth of columns, else 1. Each entry of the result is the same sum in the same order either way."""
+    worth of columns (plan.LINE_ENTRIES; plan.part_start cuts them), else 1. Each entry of the result
+    is the same sum in the same order either way."""
     nonzeros = X.indptr[n_rows] - X.indptr[0]
-    return 2 if nonzeros * H >= COLUMN_PARTS_MIN_MACS and H >= 2 * LINE_COLUMNS else 1
-
-
-@nb.njit(inline="always", **STRICT)
-def part_columns(p, parts, H):
-    """Columns [j0, j1) of part p of `parts` (cut on a LINE_COLUMNS boundary)."""
-    j0 = 0 if p == 0 else p * H // parts // LINE_COLUMNS * LINE_COLUMNS
-    j1 = H if p == parts - 1 else (p + 1) * H // parts // LINE_COLUMNS * LINE_COLUMNS
-    return j0, j1
+    return 2 if nonzeros * H >= COLUMN_PARTS_MIN_MACS and H >= 2 * LINE_ENTRIES else 1
 
 
 @nb.njit(inline="always", **FAST)
@@ -121,8 +115,8 @@ def rows_times(data, indices, indptr, W, Z, j0, j1):
 def product_in_parts(data, indices, indptr, W, Z, parts):
     """rows_times on `parts` parts of W's and Z's columns side by side."""
     for p in nb.prange(parts):
-        j0, j1 = part_columns(p, parts, Z.shape[1])
-        rows_times(data, indices, indptr, W, Z, j0, j1)
+        H = Z.shape[1]
+        rows_times(data, indices, indptr, W, Z, part_start(p, parts, H), part_start(p + 1, parts, H))
 
 
 @nb.njit(**FAST)
